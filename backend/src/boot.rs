@@ -1,0 +1,338 @@
+//! PVH boot: checks an ELF64 kernel, loads it with linux-loader, writes
+//! `hvm_start_info` (memory map, command line) and gives the 32-bit entry state.
+
+use std::fs::File;
+use std::path::Path;
+
+use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
+use linux_loader::configurator::pvh::PvhBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_start_info};
+use linux_loader::loader::elf::Elf;
+use linux_loader::loader::KernelLoader;
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::error::{Result, VmError};
+use crate::memory::GuestRam;
+
+/// Where `hvm_start_info` goes (below 1 MiB, away from the kernel).
+pub const START_INFO_ADDR: u64 = 0x6000;
+/// Where the memory map follows it.
+pub const MEMMAP_ADDR: u64 = 0x7000;
+/// Where the NUL-terminated command line goes.
+pub const CMDLINE_ADDR: u64 = 0x2_0000;
+/// Kernels must load at or above 1 MiB: below it lie the boot structures.
+pub const KERNEL_MIN_ADDR: u64 = 0x10_0000;
+/// Start of the legacy hole reported as reserved.
+const LOW_RAM_END: u64 = 0x9_fc00;
+
+const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
+const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+const E820_RAM: u32 = 1;
+const E820_RESERVED: u32 = 2;
+const PT_LOAD: u32 = 1;
+const PT_NOTE: u32 = 4;
+
+const FIX: &str = "build a 64-bit ELF kernel with a PVH note (XEN_ELFNOTE_PHYS32_ENTRY), \
+linked at or above 1 MiB, as the kit in guests/ does";
+
+/// What loading produced: where to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootInfo {
+    /// Physical address of the 32-bit PVH entry point.
+    pub entry: u64,
+    /// End of the highest loaded segment.
+    pub kernel_end: u64,
+}
+
+fn bad(path: &Path, problem: impl Into<String>) -> VmError {
+    VmError::BadImage {
+        path: path.to_path_buf(),
+        problem: problem.into(),
+        fix: FIX,
+    }
+}
+
+fn u16_at(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn u32_at(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[o..o + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// One program header, the fields vmrr checks.
+struct Phdr {
+    kind: u32,
+    offset: u64,
+    paddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+/// Checks the ELF headers against guest memory and finds the PVH entry.
+/// Every failure names what is wrong, so the user need not run `readelf`.
+pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
+    if image.len() < 64 || &image[..4] != b"\x7fELF" {
+        return Err(bad(path, "not an ELF file (no \\x7fELF magic)"));
+    }
+    match image[4] {
+        2 => {}
+        1 => {
+            return Err(bad(
+                path,
+                "is a 32-bit ELF (ELFCLASS32); vmrr boots ELF64 kernels",
+            ))
+        }
+        c => return Err(bad(path, format!("unknown ELF class {c}"))),
+    }
+    if image[5] != 1 {
+        return Err(bad(path, "is big-endian; x86-64 kernels are little-endian"));
+    }
+    if u16_at(image, 18) != 62 {
+        return Err(bad(
+            path,
+            format!("is for machine {} rather than x86-64 (62)", u16_at(image, 18)),
+        ));
+    }
+    let phoff = u64_at(image, 32);
+    let phentsize = u16_at(image, 54) as u64;
+    let phnum = u16_at(image, 56) as u64;
+    if phentsize < 56 {
+        return Err(bad(path, format!("program header size {phentsize} is too small")));
+    }
+    let table_end = phoff.checked_add(phentsize.saturating_mul(phnum));
+    if phnum == 0 || table_end.is_none_or(|end| end > image.len() as u64) {
+        return Err(bad(
+            path,
+            "program header table is missing or lies past the end of the file (truncated?)",
+        ));
+    }
+    let mut phdrs = Vec::new();
+    for i in 0..phnum {
+        let o = (phoff + i * phentsize) as usize;
+        phdrs.push(Phdr {
+            kind: u32_at(image, o),
+            offset: u64_at(image, o + 8),
+            paddr: u64_at(image, o + 24),
+            filesz: u64_at(image, o + 32),
+            memsz: u64_at(image, o + 40),
+        });
+    }
+    let mut loads = 0;
+    for p in phdrs.iter().filter(|p| p.kind == PT_LOAD && p.memsz > 0) {
+        loads += 1;
+        let end = p.paddr.saturating_add(p.memsz);
+        if p.paddr < KERNEL_MIN_ADDR {
+            return Err(bad(
+                path,
+                format!(
+                    "segment at physical {:#x} overlaps the boot area below 1 MiB",
+                    p.paddr
+                ),
+            ));
+        }
+        if end > mem_bytes {
+            return Err(VmError::BadImage {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "segment [{:#x}, {:#x}) lies outside guest memory ({} MiB)",
+                    p.paddr,
+                    end,
+                    mem_bytes >> 20
+                ),
+                fix: "give the VM more memory (--mem) or link the kernel lower",
+            });
+        }
+        if p.offset
+            .checked_add(p.filesz)
+            .is_none_or(|e| e > image.len() as u64)
+            || p.filesz > p.memsz
+        {
+            return Err(bad(
+                path,
+                format!(
+                    "segment at {:#x} claims {} file bytes past the end of the file (truncated?)",
+                    p.paddr, p.filesz
+                ),
+            ));
+        }
+    }
+    if loads == 0 {
+        return Err(bad(path, "has no loadable segment"));
+    }
+    // Every PT_NOTE is searched: linux-loader keeps only the last one.
+    for p in phdrs.iter().filter(|p| p.kind == PT_NOTE) {
+        let start = p.offset as usize;
+        let end = (p.offset.saturating_add(p.filesz) as usize).min(image.len());
+        let mut o = start;
+        while o + 12 <= end {
+            let namesz = u32_at(image, o) as usize;
+            let descsz = u32_at(image, o + 4) as usize;
+            let kind = u32_at(image, o + 8);
+            let name_at = o + 12;
+            let desc_at = name_at + namesz.div_ceil(4) * 4;
+            let next = desc_at + descsz.div_ceil(4) * 4;
+            if next > end {
+                break;
+            }
+            if kind == XEN_ELFNOTE_PHYS32_ENTRY && namesz >= 3 && &image[name_at..name_at + 3] == b"Xen" {
+                let entry = match descsz {
+                    4 => u32_at(image, desc_at) as u64,
+                    8 => u64_at(image, desc_at),
+                    _ => {
+                        return Err(bad(
+                            path,
+                            format!("PVH note has a {descsz}-byte entry; expected 4 or 8"),
+                        ))
+                    }
+                };
+                if entry >= mem_bytes || entry >= 1 << 32 {
+                    return Err(bad(
+                        path,
+                        format!("PVH entry {entry:#x} is outside guest memory or not 32-bit"),
+                    ));
+                }
+                return Ok(entry);
+            }
+            o = next;
+        }
+    }
+    Err(bad(path, "has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)"))
+}
+
+/// Loads the kernel, writes the PVH start info and command line.
+pub fn load_kernel(ram: &GuestRam, path: &Path, mem_bytes: u64, cmdline: &str) -> Result<BootInfo> {
+    let image = std::fs::read(path).map_err(|source| VmError::ImageIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let entry = inspect(path, &image, mem_bytes)?;
+    let mut file = File::open(path).map_err(|source| VmError::ImageIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let loaded = Elf::load(ram, None, &mut file, Some(GuestAddress(KERNEL_MIN_ADDR)))
+        .map_err(|e| bad(path, format!("linux-loader rejected it: {e}")))?;
+
+    let mut bytes = cmdline.as_bytes().to_vec();
+    bytes.push(0);
+    ram.write_slice(&bytes, GuestAddress(CMDLINE_ADDR))
+        .map_err(|e| VmError::Memory(format!("writing the command line: {e}")))?;
+
+    let memmap = [
+        hvm_memmap_table_entry {
+            addr: 0,
+            size: LOW_RAM_END,
+            type_: E820_RAM,
+            reserved: 0,
+        },
+        hvm_memmap_table_entry {
+            addr: LOW_RAM_END,
+            size: KERNEL_MIN_ADDR - LOW_RAM_END,
+            type_: E820_RESERVED,
+            reserved: 0,
+        },
+        hvm_memmap_table_entry {
+            addr: KERNEL_MIN_ADDR,
+            size: mem_bytes - KERNEL_MIN_ADDR,
+            type_: E820_RAM,
+            reserved: 0,
+        },
+    ];
+    let start_info = hvm_start_info {
+        magic: XEN_HVM_START_MAGIC,
+        version: 1,
+        cmdline_paddr: CMDLINE_ADDR,
+        memmap_paddr: MEMMAP_ADDR,
+        memmap_entries: memmap.len() as u32,
+        ..Default::default()
+    };
+    let mut params = BootParams::new(&start_info, GuestAddress(START_INFO_ADDR));
+    params.set_sections(&memmap, GuestAddress(MEMMAP_ADDR));
+    PvhBootConfigurator::write_bootparams(&params, ram)
+        .map_err(|e| VmError::Memory(format!("writing hvm_start_info: {e}")))?;
+    Ok(BootInfo {
+        entry,
+        kernel_end: loaded.kernel_end,
+    })
+}
+
+fn flat_segment(selector: u16, type_: u8) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// The PVH entry state: 32-bit flat protected mode, paging off, EBX = start_info.
+pub fn entry_state(entry: u64, sregs: &mut kvm_sregs) -> kvm_regs {
+    sregs.cs = flat_segment(0x10, 0xb); // execute/read, accessed
+    let data = flat_segment(0x18, 0x3); // read/write, accessed
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = kvm_segment {
+        type_: 0xb,
+        present: 1,
+        limit: 0x67,
+        s: 0,
+        db: 0,
+        g: 0,
+        ..data
+    };
+    sregs.cr0 = 0x11; // PE | ET
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    kvm_regs {
+        rip: entry,
+        rbx: START_INFO_ADDR,
+        rflags: 0x2,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf_with(class: u8, machine: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = class;
+        b[5] = 1;
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn rejects_non_elf_and_wrong_class() {
+        let p = Path::new("x.elf");
+        let e = inspect(p, b"hello world", 64 << 20).unwrap_err().to_string();
+        assert!(e.contains("not an ELF file"), "{e}");
+        let e = inspect(p, &elf_with(1, 3), 64 << 20).unwrap_err().to_string();
+        assert!(e.contains("32-bit ELF"), "{e}");
+        let e = inspect(p, &elf_with(2, 40), 64 << 20).unwrap_err().to_string();
+        assert!(e.contains("machine 40"), "{e}");
+        let e = inspect(p, &elf_with(2, 62), 64 << 20).unwrap_err().to_string();
+        assert!(e.contains("program header"), "{e}");
+    }
+}

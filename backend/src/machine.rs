@@ -1,0 +1,755 @@
+//! The exact engine: one VM stepped one instruction at a time under KVM.
+//!
+//! # What one unit of `icount` is
+//!
+//! `icount` counts *engine steps*: the stops of the vCPU at an instruction
+//! boundary. A step is one of
+//! * a single-step `KVM_EXIT_DEBUG`;
+//! * the I/O or MMIO exit of an `out`/MMIO write (the host completes those
+//!   without a debug exit);
+//! * an instruction the engine emulates itself (`rdtsc`, `rdtscp`, `rdpid`,
+//!   `rdrand`, `rdseed`, `cpuid`, `rdmsr` of the TSC).
+//!
+//! On this host that is one per instruction, except where the host merges or
+//! splits them, always the same way for the same state: `iretq` is merged with
+//! the next instruction; a faulting instruction is merged with its handler's
+//! first instruction; an injected interrupt's step is its handler's first
+//! instruction; a `rep` string instruction takes one step per chunk of at most
+//! 1024 iterations plus one. An `in`/MMIO read is one step (its I/O exit is
+//! not counted). `hlt` is one step; the idle time after it is not counted but
+//! skipped in virtual time. So `icount` is a deterministic, monotonic function
+//! of the guest's execution, and the coordinate every other piece uses.
+
+use std::path::Path;
+
+use kvm_bindings::{
+    kvm_guest_debug, kvm_interrupt, kvm_userspace_memory_region, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP,
+};
+use kvm_ioctls::{Cap, Kvm, SyncReg, VcpuExit, VcpuFd, VmFd};
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+
+use crate::boot;
+use crate::config::VmConfig;
+use crate::cpuid::{self, CpuidLeaf};
+use crate::decode::{self, NextInstr};
+use crate::devices::debug_port::DebugAction;
+use crate::devices::{Devices, PIT_IRQ};
+use crate::error::{kvm, Result, VmError};
+use crate::events::{Event, EventKind};
+use crate::memory::{self, GuestRam, PagingMode};
+use crate::quirks::{HostProfile, GUEST_BUILD_ADVICE};
+use crate::rng::SeededRng;
+use crate::vclock::VClock;
+
+vmm_sys_util::ioctl_iow_nr!(KVM_INTERRUPT, kvm_bindings::KVMIO, 0x86, kvm_interrupt);
+
+const RFLAGS_IF: u64 = 1 << 9;
+const RFLAGS_CF: u64 = 1 << 0;
+/// Flags `rdrand` clears besides setting CF: PF AF ZF SF OF.
+const RFLAGS_RAND_CLEAR: u64 = (1 << 2) | (1 << 4) | (1 << 6) | (1 << 7) | (1 << 11);
+const MSR_IA32_TSC: u64 = 0x10;
+const EFER_LMA: u64 = 1 << 10;
+
+/// How far `run` may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimit {
+    /// Stop when `icount` reaches this.
+    pub icount: u64,
+    /// Stop before an instruction that would start at or after this virtual time.
+    pub vtime_ns: Option<u64>,
+}
+
+impl RunLimit {
+    /// Run until `icount` reaches `n` (or the guest stops by itself).
+    pub fn icount(n: u64) -> Self {
+        RunLimit {
+            icount: n,
+            vtime_ns: None,
+        }
+    }
+}
+
+/// Why `run` returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Stop {
+    /// The limit was reached; the VM can run on.
+    Limit,
+    /// The guest wrote this value to the debug-exit port.
+    Exited(u32),
+    /// `hlt` with interrupts disabled: nothing can ever wake it.
+    HaltedForever,
+    /// `hlt` with interrupts enabled but no interrupt source that could fire.
+    IdleForever,
+    /// The guest triple-faulted (KVM shutdown).
+    TripleFault,
+}
+
+impl Stop {
+    /// Whether the VM has ended (anything but `Limit`).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Stop::Limit)
+    }
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Limit => write!(f, "step limit reached"),
+            Stop::Exited(v) => write!(f, "guest exited with value {v}"),
+            Stop::HaltedForever => write!(f, "guest halted with interrupts disabled"),
+            Stop::IdleForever => write!(f, "guest halted with no interrupt source left to wake it"),
+            Stop::TripleFault => write!(f, "guest triple-faulted"),
+        }
+    }
+}
+
+/// One VM: KVM objects, RAM, devices, and the engine's bookkeeping.
+pub struct Machine {
+    /// The VM the vCPU and memory slot belong to (dirty logging will use it).
+    #[allow(dead_code)]
+    pub(crate) vm: VmFd,
+    pub(crate) vcpu: VcpuFd,
+    pub(crate) ram: GuestRam,
+    pub(crate) config: VmConfig,
+    pub(crate) devices: Devices,
+    pub(crate) clock: VClock,
+    pub(crate) rng: SeededRng,
+    pub(crate) cpuid: Vec<CpuidLeaf>,
+    pub(crate) icount: u64,
+    /// The guest executed `hlt` and waits for an interrupt.
+    pub(crate) halted: bool,
+    /// Virtual time at which the current halt began.
+    pub(crate) halt_start_ns: u64,
+    /// KVM's `ready_for_interrupt_injection` from the last real exit. Kept by
+    /// the engine (and in snapshots) because `kvm_run`'s copy is stale after
+    /// an emulated step or a restore.
+    pub(crate) irq_ready: bool,
+    /// The VM has stopped for good.
+    pub(crate) finished: Option<Stop>,
+    events: Vec<Event>,
+    profile: HostProfile,
+}
+
+fn open_kvm() -> Result<Kvm> {
+    Kvm::new().map_err(|e| {
+        let source = std::io::Error::from_raw_os_error(e.errno());
+        let hint = match source.kind() {
+            std::io::ErrorKind::NotFound => {
+                "This machine has no KVM: enable hardware virtualization (or nested KVM) and load the kvm module"
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                "No permission: add your user to the 'kvm' group (then log in again) or run as root"
+            }
+            _ => "Check that the kvm module is loaded and /dev/kvm is usable",
+        };
+        VmError::KvmUnavailable { source, hint }
+    })
+}
+
+impl Machine {
+    /// Builds a VM, loads `image` (ELF64 with a PVH note) and leaves it at its entry point.
+    pub fn new(image: &Path, config: VmConfig) -> Result<Machine> {
+        config.validate()?;
+        // Read and check the image before touching KVM: a bad image is the
+        // likelier mistake and deserves the first, clearest error.
+        let ram = memory::create_ram(config.mem_bytes)?;
+        let boot = boot::load_kernel(&ram, image, config.mem_bytes, &config.cmdline)?;
+        let mut machine = Machine::with_ram(ram, config)?;
+        let mut sregs = machine.vcpu.get_sregs().map_err(kvm("get sregs"))?;
+        let regs = boot::entry_state(boot.entry, &mut sregs);
+        machine.vcpu.set_sregs(&sregs).map_err(kvm("set sregs"))?;
+        machine.vcpu.set_regs(&regs).map_err(kvm("set regs"))?;
+        // kvm_run's copies are filled only at the first exit; seed them now so
+        // the engine can peek at the entry instruction.
+        let s = machine.vcpu.sync_regs_mut();
+        s.regs = regs;
+        s.sregs = sregs;
+        Ok(machine)
+    }
+
+    /// Builds a fresh VM and restores `state` into it: the result runs on
+    /// exactly as the VM the state was captured from.
+    pub fn from_state(config: VmConfig, state: &crate::state::MachineState) -> Result<Machine> {
+        config.validate()?;
+        let ram = memory::create_ram(config.mem_bytes)?;
+        let mut machine = Machine::with_ram(ram, config)?;
+        machine.restore(state)?;
+        Ok(machine)
+    }
+
+    /// KVM VM + vCPU over `ram`, CPUID set, single-stepping on; registers as KVM made them.
+    fn with_ram(ram: GuestRam, config: VmConfig) -> Result<Machine> {
+        let kvm_sys = open_kvm()?;
+        if !kvm_sys.check_extension(Cap::SyncRegs) {
+            return Err(VmError::Unsupported(
+                "this KVM lacks KVM_CAP_SYNC_REGS, which the engine needs to step at full speed".into(),
+            ));
+        }
+        let vm = kvm_sys.create_vm().map_err(kvm("create VM"))?;
+        // Needed by Intel VMX for real-mode emulation; other hosts may refuse it harmlessly.
+        let _ = vm.set_tss_address(0xfffb_d000);
+        let host = ram
+            .get_host_address(GuestAddress(0))
+            .map_err(|e| VmError::Memory(format!("no host mapping: {e}")))?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: config.mem_bytes,
+            userspace_addr: host as u64,
+        };
+        // SAFETY: the region is the whole of `ram`, which lives as long as the
+        // VM (both are fields of the returned Machine, and the VM fd is dropped first).
+        unsafe { vm.set_user_memory_region(region) }.map_err(kvm("set memory region"))?;
+
+        let mut vcpu = vm.create_vcpu(0).map_err(kvm("create vCPU"))?;
+        let table = cpuid::table();
+        vcpu.set_cpuid2(&cpuid::to_kvm(&table)?)
+            .map_err(kvm("set CPUID"))?;
+        let debug = kvm_guest_debug {
+            control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP,
+            ..Default::default()
+        };
+        vcpu.set_guest_debug(&debug).map_err(kvm("enable single-step"))?;
+        vcpu.set_sync_valid_reg(SyncReg::Register);
+        vcpu.set_sync_valid_reg(SyncReg::SystemRegister);
+        Ok(Machine {
+            vm,
+            vcpu,
+            ram,
+            clock: VClock::new(config.instr_per_us),
+            rng: SeededRng::new(config.seed),
+            config,
+            devices: Devices::default(),
+            cpuid: table,
+            icount: 0,
+            halted: false,
+            halt_start_ns: 0,
+            irq_ready: false,
+            finished: None,
+            events: Vec::new(),
+            profile: HostProfile::detect(),
+        })
+    }
+
+    /// Steps executed so far.
+    pub fn icount(&self) -> u64 {
+        self.icount
+    }
+
+    /// Virtual time now, in nanoseconds.
+    pub fn vtime_ns(&self) -> u64 {
+        self.clock.now_ns(self.icount)
+    }
+
+    /// The configuration the VM was built with.
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// Guest RAM.
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// The general registers as of the last step.
+    pub fn regs(&self) -> kvm_bindings::kvm_regs {
+        self.vcpu.sync_regs().regs
+    }
+
+    /// The system registers as of the last step.
+    pub fn sregs(&self) -> kvm_bindings::kvm_sregs {
+        self.vcpu.sync_regs().sregs
+    }
+
+    /// Whether the guest is halted waiting for an interrupt.
+    pub fn is_halted(&self) -> bool {
+        self.halted
+    }
+
+    /// Why the VM ended, if it has.
+    pub fn finished(&self) -> Option<&Stop> {
+        self.finished.as_ref()
+    }
+
+    /// Takes the events produced since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The paging registers, for reading guest-virtual memory.
+    pub fn paging(&self) -> PagingMode {
+        let s = &self.vcpu.sync_regs().sregs;
+        PagingMode {
+            cr0: s.cr0,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            efer: s.efer,
+        }
+    }
+
+    /// Code size of the current mode: 64, 32 or 16.
+    pub fn bitness(&self) -> u32 {
+        let s = &self.vcpu.sync_regs().sregs;
+        if s.efer & EFER_LMA != 0 && s.cs.l != 0 {
+            64
+        } else if s.cs.db != 0 {
+            32
+        } else {
+            16
+        }
+    }
+
+    /// Reads guest-virtual memory at `va` through the guest's page tables;
+    /// returns how many bytes were readable.
+    pub fn read_virt(&self, va: u64, buf: &mut [u8]) -> usize {
+        memory::read_virt(&self.ram, &self.paging(), va, buf)
+    }
+
+    fn push(&mut self, kind: EventKind) {
+        let vtime_ns = self.clock.now_ns(self.icount);
+        self.events.push(Event {
+            icount: self.icount,
+            vtime_ns,
+            kind,
+        });
+    }
+
+    /// Runs until the limit or until the guest stops for good.
+    pub fn run(&mut self, limit: RunLimit) -> Result<Stop> {
+        if let Some(stop) = &self.finished {
+            return Ok(stop.clone());
+        }
+        loop {
+            if self.icount >= limit.icount {
+                return Ok(Stop::Limit);
+            }
+            let now = self.clock.now_ns(self.icount);
+            if limit.vtime_ns.is_some_and(|t| now >= t) {
+                return Ok(Stop::Limit);
+            }
+            self.deliver_timer(now);
+            let outcome = if self.halted {
+                self.idle(limit.vtime_ns)
+            } else {
+                self.step()
+            };
+            match outcome {
+                Ok(None) => {}
+                Ok(Some(Stop::Limit)) => return Ok(Stop::Limit),
+                Ok(Some(stop)) => {
+                    self.finished = Some(stop.clone());
+                    return Ok(stop);
+                }
+                Err(e) => {
+                    self.finished = Some(Stop::TripleFault);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Raises IRQ 0 for every PIT edge due by `now` (edges coalesce, as on hardware).
+    fn deliver_timer(&mut self, now: u64) {
+        if self.devices.pit.next_irq_ns().is_some_and(|t| t <= now) && self.devices.pit.take_irqs(now) > 0 {
+            self.devices.pic.raise_irq(PIT_IRQ);
+        }
+    }
+
+    /// The guest is halted: wake it if an interrupt can be delivered, or skip
+    /// virtual time to the next timer edge.
+    fn idle(&mut self, vlimit: Option<u64>) -> Result<Option<Stop>> {
+        if self.regs().rflags & RFLAGS_IF == 0 {
+            return Ok(Some(Stop::HaltedForever));
+        }
+        if self.irq_ready && self.devices.pic.has_pending() {
+            self.halted = false;
+            let idle_ns = self.clock.now_ns(self.icount).saturating_sub(self.halt_start_ns);
+            self.push(EventKind::Wake { idle_ns });
+            return Ok(None);
+        }
+        let Some(next) = self.devices.pit.next_irq_ns() else {
+            return Ok(Some(Stop::IdleForever));
+        };
+        if let Some(limit) = vlimit {
+            if next >= limit {
+                self.clock.skip_to(self.icount, limit);
+                return Ok(Some(Stop::Limit));
+            }
+        }
+        self.clock.skip_to(self.icount, next);
+        self.deliver_timer(next);
+        if !self.devices.pic.has_pending() {
+            // The only wake-up source fired into a masked line; it will keep
+            // doing so, and nothing else can wake this VM.
+            return Ok(Some(Stop::IdleForever));
+        }
+        Ok(None)
+    }
+
+    /// Executes one step: an interrupt delivery, an emulated instruction, or one KVM single-step.
+    fn step(&mut self) -> Result<Option<Stop>> {
+        let rflags = self.vcpu.sync_regs().regs.rflags;
+        if self.irq_ready && rflags & RFLAGS_IF != 0 && self.devices.pic.has_pending() {
+            if let Some(vector) = self.devices.pic.acknowledge() {
+                self.inject(vector)?;
+                self.push(EventKind::Interrupt(vector));
+                return self.kvm_step();
+            }
+        }
+        let rip = self.vcpu.sync_regs().regs.rip;
+        let mut bytes = [0u8; 15];
+        let n = self.read_virt(rip, &mut bytes);
+        if n == 0 {
+            // Let KVM raise the page fault the guest would get.
+            return self.kvm_step();
+        }
+        let next = decode::peek(&bytes[..n], rip, self.bitness());
+        match next.kind {
+            NextInstr::PrivilegeReturn { cs_offset } => self.check_stays_in_ring0(cs_offset)?,
+            NextInstr::Iretq => self.check_stays_in_ring0(Some(8))?,
+            _ => {}
+        }
+        if !self.profile.must_emulate(next.kind) {
+            if next.kind == NextInstr::Rdmsr && self.vcpu.sync_regs().regs.rcx & 0xffff_ffff == MSR_IA32_TSC {
+                self.emulate_tsc(next.len, false);
+                self.after_emulated();
+                return Ok(None);
+            }
+            return self.kvm_step();
+        }
+        match next.kind {
+            NextInstr::Rdtsc => self.emulate_tsc(next.len, false),
+            NextInstr::Rdtscp => self.emulate_tsc(next.len, true),
+            NextInstr::Rdpid(reg) => self.emulate_write_reg(next.len, reg, 0, 0),
+            NextInstr::Random(reg) => {
+                let v = self.rng.next_u64();
+                self.push(EventKind::RandomRead(v));
+                self.emulate_write_reg(next.len, reg, v, RFLAGS_CF);
+            }
+            NextInstr::Cpuid => self.emulate_cpuid(next.len),
+            NextInstr::Sti => {
+                self.vcpu.sync_regs_mut().regs.rflags |= RFLAGS_IF;
+                self.finish_emulated(next.len);
+                // The interrupt shadow: the instruction after `sti` runs
+                // before any interrupt is taken.
+                self.irq_ready = false;
+                return Ok(None);
+            }
+            NextInstr::Hlt => {
+                self.finish_emulated(next.len);
+                self.enter_halt();
+            }
+            NextInstr::Iretq => {
+                if !self.emulate_iretq()? {
+                    return self.kvm_step();
+                }
+            }
+            NextInstr::Plain | NextInstr::Rdmsr | NextInstr::PrivilegeReturn { .. } => {
+                return self.kvm_step()
+            }
+        }
+        self.after_emulated();
+        Ok(None)
+    }
+
+    /// After an emulated instruction any interrupt shadow has passed, so
+    /// readiness for an interrupt is just IF. (KVM's own flag is stale: it
+    /// saw no instruction.)
+    fn after_emulated(&mut self) {
+        self.irq_ready = self.vcpu.sync_regs().regs.rflags & RFLAGS_IF != 0;
+    }
+
+    /// Emulates a 64-bit `iretq` that returns to the same CS and SS (ring 0
+    /// to ring 0, the only kind the kit's kernels use): pops RIP, CS, RFLAGS,
+    /// RSP, SS. Returns false, changing nothing, for any other kind.
+    fn emulate_iretq(&mut self) -> Result<bool> {
+        let regs = self.vcpu.sync_regs().regs;
+        let sregs = self.vcpu.sync_regs().sregs;
+        if self.bitness() != 64 {
+            return Ok(false);
+        }
+        let mut frame = [0u8; 40];
+        if self.read_virt(regs.rsp, &mut frame) < frame.len() {
+            return Ok(false);
+        }
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&frame[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (rip, cs, rflags, rsp, ss) = (word(0), word(1) as u16, word(2), word(3), word(4) as u16);
+        if cs != sregs.cs.selector || ss != sregs.ss.selector || cs & 3 != 0 {
+            return Ok(false);
+        }
+        let r = &mut self.vcpu.sync_regs_mut().regs;
+        r.rip = rip;
+        // Bit 1 always reads as one; VM and VIF/VIP have no meaning in long mode.
+        r.rflags = (rflags | 0x2) & !((1 << 17) | (1 << 19) | (1 << 20));
+        r.rsp = rsp;
+        self.vcpu.set_sync_dirty_reg(SyncReg::Register);
+        self.icount += 1;
+        Ok(true)
+    }
+
+    /// The step just completed was a `hlt`: idle from here until an interrupt.
+    fn enter_halt(&mut self) {
+        self.halted = true;
+        self.halt_start_ns = self.clock.now_ns(self.icount);
+        self.events.push(Event {
+            icount: self.icount - 1,
+            vtime_ns: self.clock.now_ns(self.icount - 1),
+            kind: EventKind::Halt,
+        });
+    }
+
+    fn inject(&mut self, vector: u8) -> Result<()> {
+        let irq = kvm_interrupt { irq: vector as u32 };
+        // SAFETY: KVM_INTERRUPT reads one kvm_interrupt from the pointer, which is valid.
+        let ret = unsafe { vmm_sys_util::ioctl::ioctl_with_ref(&self.vcpu, KVM_INTERRUPT(), &irq) };
+        if ret < 0 {
+            return Err(VmError::Kvm {
+                what: "inject interrupt",
+                source: kvm_ioctls::Error::last(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Finishes an emulated instruction: RIP past it, one step counted.
+    fn finish_emulated(&mut self, len: u64) {
+        let r = &mut self.vcpu.sync_regs_mut().regs;
+        r.rip = r.rip.wrapping_add(len);
+        self.vcpu.set_sync_dirty_reg(SyncReg::Register);
+        self.icount += 1;
+    }
+
+    fn emulate_tsc(&mut self, len: u64, with_aux: bool) {
+        let tsc = self.clock.tsc(self.icount);
+        self.push(EventKind::TscRead(tsc));
+        let r = &mut self.vcpu.sync_regs_mut().regs;
+        r.rax = tsc & 0xffff_ffff;
+        r.rdx = tsc >> 32;
+        if with_aux {
+            r.rcx = 0; // TSC_AUX: the id of the only CPU.
+        }
+        self.finish_emulated(len);
+    }
+
+    fn emulate_write_reg(&mut self, len: u64, reg: iced_x86::Register, value: u64, set_flags: u64) {
+        let r = &mut self.vcpu.sync_regs_mut().regs;
+        write_gpr(r, reg, value);
+        if set_flags != 0 {
+            r.rflags = (r.rflags & !RFLAGS_RAND_CLEAR) | set_flags;
+        }
+        self.finish_emulated(len);
+    }
+
+    fn emulate_cpuid(&mut self, len: u64) {
+        let r = &mut self.vcpu.sync_regs_mut().regs;
+        let out = cpuid::lookup(&self.cpuid, r.rax as u32, r.rcx as u32);
+        r.rax = out[0] as u64;
+        r.rbx = out[1] as u64;
+        r.rcx = out[2] as u64;
+        r.rdx = out[3] as u64;
+        self.finish_emulated(len);
+    }
+
+    /// Runs the vCPU until the current instruction is complete, serving its
+    /// I/O on the way.
+    fn kvm_step(&mut self) -> Result<Option<Stop>> {
+        let now = self.clock.now_ns(self.icount);
+        let mut stop = None;
+        let mut halted = false;
+        loop {
+            match self.vcpu.run() {
+                Ok(VcpuExit::Debug(_)) => break,
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    let mut copy = [0u8; 8];
+                    let n = data.len().min(8);
+                    copy[..n].copy_from_slice(&data[..n]);
+                    match self.devices.port_write(port, &copy[..n], now) {
+                        DebugAction::None => {}
+                        DebugAction::Exit(v) => {
+                            self.push(EventKind::Exit(v));
+                            stop = Some(Stop::Exited(v));
+                        }
+                        DebugAction::Marker(name, value) => self.push(EventKind::Marker { name, value }),
+                    }
+                    break;
+                }
+                Ok(VcpuExit::IoIn(port, data)) => self.devices.port_read(port, data, now),
+                Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
+                Ok(VcpuExit::MmioWrite(..)) => break,
+                // Under single-step `hlt` normally completes as a plain step,
+                // but `sti; hlt` comes back as one KVM_EXIT_HLT (measured):
+                // the pair is one step, and the VM is now halted.
+                Ok(VcpuExit::Hlt) => {
+                    halted = true;
+                    break;
+                }
+                Ok(VcpuExit::Shutdown) => {
+                    stop = Some(Stop::TripleFault);
+                    break;
+                }
+                Ok(VcpuExit::InternalError) => return Err(self.cannot_execute()),
+                Ok(VcpuExit::Intr) => {}
+                Ok(other) => {
+                    let what = format!("{other:?}");
+                    return Err(VmError::Unsupported(format!(
+                        "unexpected KVM exit {what} at rip {:#x} (icount {})",
+                        self.vcpu.sync_regs().regs.rip,
+                        self.icount
+                    )));
+                }
+                Err(e) if e.errno() == libc_eintr() || e.errno() == libc_eagain() => {}
+                Err(e) => {
+                    return Err(VmError::Kvm {
+                        what: "KVM_RUN",
+                        source: e,
+                    })
+                }
+            }
+        }
+        for byte in self.devices.com1.take_output() {
+            self.push(EventKind::Console(byte));
+        }
+        self.irq_ready = self.vcpu.get_kvm_run().ready_for_interrupt_injection != 0;
+        self.icount += 1;
+        if halted {
+            // KVM marked the vCPU halted; the engine does the waiting itself,
+            // and a vCPU left halted makes the host report the handler's
+            // `iretq` as another hlt exit (measured). Make it runnable again.
+            let runnable = kvm_bindings::kvm_mp_state {
+                mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE,
+            };
+            self.vcpu.set_mp_state(runnable).map_err(kvm("set mp_state"))?;
+            self.enter_halt();
+        }
+        if let Some(stop) = stop {
+            return Ok(Some(stop));
+        }
+        let cs = self.vcpu.sync_regs().sregs.cs;
+        if !self.profile.ring3_steppable && cs.selector & 3 != 0 {
+            return Err(VmError::Unsupported(format!(
+                "the guest entered ring {} at rip {:#x} (icount {}): this host cannot single-step \
+                 ring-3 code, so its execution would not be recorded exactly. Fix: {GUEST_BUILD_ADVICE}",
+                cs.selector & 3,
+                self.vcpu.sync_regs().regs.rip,
+                self.icount
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Refuses to run an `iret`/far `ret`/`sysret` that would enter ring 3.
+    /// Checked before the instruction runs: on this host ring-3 code runs
+    /// natively and may never give the engine an exit to notice it by.
+    fn check_stays_in_ring0(&self, cs_offset: Option<u64>) -> Result<()> {
+        if self.profile.ring3_steppable {
+            return Ok(());
+        }
+        let target_rpl = match cs_offset {
+            None => 3,
+            Some(off) => {
+                let rsp = self.vcpu.sync_regs().regs.rsp;
+                let mut cs = [0u8; 2];
+                if self.read_virt(rsp.wrapping_add(off), &mut cs) < 2 {
+                    // Unreadable stack: the instruction will fault in ring 0.
+                    return Ok(());
+                }
+                u16::from_le_bytes(cs) & 3
+            }
+        };
+        if target_rpl == 0 {
+            return Ok(());
+        }
+        let rip = self.vcpu.sync_regs().regs.rip;
+        Err(VmError::Unsupported(format!(
+            "the guest is about to enter ring {target_rpl} at rip {rip:#x} (icount {}): this host cannot \
+             single-step ring-3 code, so its execution would not be recorded exactly. Fix: {GUEST_BUILD_ADVICE}",
+            self.icount
+        )))
+    }
+
+    /// The error for an instruction the host failed to execute, naming it.
+    fn cannot_execute(&self) -> VmError {
+        let rip = self.vcpu.sync_regs().regs.rip;
+        let mut bytes = [0u8; 15];
+        let n = self.read_virt(rip, &mut bytes);
+        let bitness = self.bitness();
+        let len = decode::length(&bytes[..n], rip, bitness).max(1).min(n.max(1));
+        let shown = &bytes[..len.min(n)];
+        let hex: Vec<String> = shown.iter().map(|b| format!("{b:02x}")).collect();
+        VmError::Unsupported(format!(
+            "the host cannot execute the guest instruction at rip {rip:#x} (icount {}): `{}` (bytes {}). \
+             Fix: {GUEST_BUILD_ADVICE}",
+            self.icount,
+            decode::disassemble(&bytes[..n], rip, bitness),
+            if hex.is_empty() {
+                "unreadable".to_string()
+            } else {
+                hex.join(" ")
+            },
+        ))
+    }
+}
+
+fn libc_eintr() -> i32 {
+    4
+}
+fn libc_eagain() -> i32 {
+    11
+}
+
+/// Writes `value` into the general register `reg` with x86 width rules:
+/// 32-bit writes zero the upper half, 8/16-bit writes keep the rest.
+fn write_gpr(r: &mut kvm_bindings::kvm_regs, reg: iced_x86::Register, value: u64) {
+    use iced_x86::Register as R;
+    let full = reg.full_register();
+    let slot = match full {
+        R::RAX => &mut r.rax,
+        R::RBX => &mut r.rbx,
+        R::RCX => &mut r.rcx,
+        R::RDX => &mut r.rdx,
+        R::RSI => &mut r.rsi,
+        R::RDI => &mut r.rdi,
+        R::RSP => &mut r.rsp,
+        R::RBP => &mut r.rbp,
+        R::R8 => &mut r.r8,
+        R::R9 => &mut r.r9,
+        R::R10 => &mut r.r10,
+        R::R11 => &mut r.r11,
+        R::R12 => &mut r.r12,
+        R::R13 => &mut r.r13,
+        R::R14 => &mut r.r14,
+        R::R15 => &mut r.r15,
+        _ => return,
+    };
+    *slot = match reg.size() {
+        8 => value,
+        4 => value & 0xffff_ffff,
+        2 => (*slot & !0xffff) | (value & 0xffff),
+        _ => (*slot & !0xff) | (value & 0xff),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_width_rules() {
+        let mut r = kvm_bindings::kvm_regs {
+            rax: u64::MAX,
+            rcx: u64::MAX,
+            ..Default::default()
+        };
+        write_gpr(&mut r, iced_x86::Register::EAX, 0x1_2345_6789);
+        assert_eq!(r.rax, 0x2345_6789);
+        write_gpr(&mut r, iced_x86::Register::CX, 0x1234);
+        assert_eq!(r.rcx, 0xffff_ffff_ffff_1234);
+        write_gpr(&mut r, iced_x86::Register::R9, 7);
+        assert_eq!(r.r9, 7);
+    }
+}

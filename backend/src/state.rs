@@ -1,0 +1,208 @@
+//! Capture and restore of a whole VM, and the state hash that proves two
+//! executions reached the same point.
+
+use kvm_bindings::{
+    kvm_debugregs, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs,
+};
+use kvm_ioctls::SyncReg;
+use serde::{Deserialize, Serialize};
+use vm_memory::{Bytes, GuestAddress};
+
+use crate::devices::{Devices, DevicesState};
+use crate::error::{kvm, Result, VmError};
+use crate::machine::{Machine, Stop};
+use crate::memory;
+use crate::rng::SeededRng;
+use crate::vclock::VClock;
+
+/// MSRs that carry guest state (the TSC is virtual and not among them).
+const SAVED_MSRS: [u32; 13] = [
+    0xc000_0081, // STAR
+    0xc000_0082, // LSTAR
+    0xc000_0083, // CSTAR
+    0xc000_0084, // SFMASK
+    0xc000_0100, // FS_BASE
+    0xc000_0101, // GS_BASE
+    0xc000_0102, // KERNEL_GS_BASE
+    0xc000_0103, // TSC_AUX
+    0x277,       // PAT
+    0x174,       // SYSENTER_CS
+    0x175,       // SYSENTER_ESP
+    0x176,       // SYSENTER_EIP
+    0xc000_0080, // EFER (also in sregs; kept for completeness)
+];
+
+/// RFLAGS bits the host debugger owns (TF, RF): not guest state.
+const RFLAGS_HOST_BITS: u64 = (1 << 8) | (1 << 16);
+
+/// Everything of the vCPU that KVM holds.
+#[derive(Serialize, Deserialize)]
+pub struct VcpuState {
+    /// General registers, RIP, RFLAGS.
+    pub regs: kvm_regs,
+    /// Segments, control registers, descriptor tables.
+    pub sregs: kvm_sregs,
+    /// FPU/SSE state.
+    pub xsave: kvm_xsave,
+    /// Extended control registers.
+    pub xcrs: kvm_xcrs,
+    /// The MSRs of [`SAVED_MSRS`].
+    pub msrs: Vec<kvm_msr_entry>,
+    /// Pending exceptions, interrupt shadow, NMI state.
+    pub events: kvm_vcpu_events,
+    /// Debug registers.
+    pub debugregs: kvm_debugregs,
+}
+
+/// A complete snapshot of one VM between two steps.
+#[derive(Serialize, Deserialize)]
+pub struct MachineState {
+    /// Steps executed.
+    pub icount: u64,
+    /// Virtual clock.
+    pub clock: VClock,
+    /// `rdrand` generator.
+    pub rng: SeededRng,
+    /// Halted waiting for an interrupt.
+    pub halted: bool,
+    /// When the current halt began.
+    pub halt_start_ns: u64,
+    /// KVM's interrupt readiness from the last real exit.
+    pub irq_ready: bool,
+    /// Why the VM ended, if it has.
+    pub finished: Option<Stop>,
+    /// The vCPU.
+    pub vcpu: VcpuState,
+    /// The devices.
+    pub devices: DevicesState,
+    /// All of guest RAM.
+    pub memory: Vec<u8>,
+}
+
+impl Machine {
+    /// Captures the whole VM. Call between steps (any time `run` has returned).
+    pub fn capture(&mut self) -> Result<MachineState> {
+        let sync = self.vcpu.sync_regs();
+        let mut msrs = Msrs::from_entries(
+            &SAVED_MSRS
+                .iter()
+                .map(|&index| kvm_msr_entry {
+                    index,
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| VmError::Memory(format!("MSR list: {e:?}")))?;
+        let n = self.vcpu.get_msrs(&mut msrs).map_err(kvm("get MSRs"))?;
+        let vcpu = VcpuState {
+            // The engine's copies: they include emulated steps not yet pushed to KVM.
+            regs: sync.regs,
+            sregs: sync.sregs,
+            xsave: self.vcpu.get_xsave().map_err(kvm("get xsave"))?,
+            xcrs: self.vcpu.get_xcrs().map_err(kvm("get xcrs"))?,
+            msrs: msrs.as_slice()[..n].to_vec(),
+            events: self.vcpu.get_vcpu_events().map_err(kvm("get vcpu events"))?,
+            debugregs: self.vcpu.get_debug_regs().map_err(kvm("get debug regs"))?,
+        };
+        let size = memory::ram_size(&self.ram) as usize;
+        let mut mem = vec![0u8; size];
+        self.ram
+            .read_slice(&mut mem, GuestAddress(0))
+            .map_err(|e| VmError::Memory(format!("reading RAM: {e}")))?;
+        Ok(MachineState {
+            icount: self.icount,
+            clock: self.clock,
+            rng: self.rng,
+            halted: self.halted,
+            halt_start_ns: self.halt_start_ns,
+            irq_ready: self.irq_ready,
+            finished: self.finished.clone(),
+            vcpu,
+            devices: self.devices.state(),
+            memory: mem,
+        })
+    }
+
+    /// Puts the VM back exactly as `state` was captured; running on then gives
+    /// the same execution as the original did from that point.
+    pub fn restore(&mut self, state: &MachineState) -> Result<()> {
+        if state.memory.len() as u64 != memory::ram_size(&self.ram) {
+            return Err(VmError::Restore(format!(
+                "snapshot has {} bytes of RAM, this VM {}",
+                state.memory.len(),
+                memory::ram_size(&self.ram)
+            )));
+        }
+        let v = &state.vcpu;
+        self.vcpu.set_sregs(&v.sregs).map_err(kvm("set sregs"))?;
+        self.vcpu.set_regs(&v.regs).map_err(kvm("set regs"))?;
+        // SAFETY: the xsave area was produced by KVM_GET_XSAVE for a vCPU with the same CPUID.
+        unsafe { self.vcpu.set_xsave(&v.xsave) }.map_err(kvm("set xsave"))?;
+        self.vcpu.set_xcrs(&v.xcrs).map_err(kvm("set xcrs"))?;
+        let msrs = Msrs::from_entries(&v.msrs).map_err(|e| VmError::Restore(format!("MSR list: {e:?}")))?;
+        self.vcpu.set_msrs(&msrs).map_err(kvm("set MSRs"))?;
+        self.vcpu
+            .set_vcpu_events(&v.events)
+            .map_err(kvm("set vcpu events"))?;
+        self.vcpu
+            .set_debug_regs(&v.debugregs)
+            .map_err(kvm("set debug regs"))?;
+        let sync = self.vcpu.sync_regs_mut();
+        sync.regs = v.regs;
+        sync.sregs = v.sregs;
+        self.vcpu.clear_sync_dirty_reg(SyncReg::Register);
+        self.ram
+            .write_slice(&state.memory, GuestAddress(0))
+            .map_err(|e| VmError::Memory(format!("writing RAM: {e}")))?;
+        self.devices = Devices::from_state(&state.devices);
+        self.icount = state.icount;
+        self.clock = state.clock;
+        self.rng = state.rng;
+        self.halted = state.halted;
+        self.halt_start_ns = state.halt_start_ns;
+        self.irq_ready = state.irq_ready;
+        self.finished = state.finished.clone();
+        self.take_events();
+        Ok(())
+    }
+
+    /// A blake3 hash of everything the guest can observe: registers, system
+    /// registers, devices, clock, generator, and all of RAM. Two executions
+    /// with equal hashes are at the same point.
+    pub fn state_hash(&self) -> Result<[u8; 32]> {
+        let mut h = blake3::Hasher::new();
+        let sync = self.vcpu.sync_regs();
+        let mut regs = sync.regs;
+        regs.rflags &= !RFLAGS_HOST_BITS;
+        let engine = (
+            self.icount,
+            self.clock,
+            self.rng,
+            self.halted,
+            self.irq_ready,
+            &regs,
+            &sync.sregs,
+            self.devices.state(),
+        );
+        let bytes =
+            serde_json::to_vec(&engine).map_err(|e| VmError::Memory(format!("hashing state: {e}")))?;
+        h.update(&bytes);
+        let size = memory::ram_size(&self.ram);
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        while at < size {
+            let n = chunk.len().min((size - at) as usize);
+            self.ram
+                .read_slice(&mut chunk[..n], GuestAddress(at))
+                .map_err(|e| VmError::Memory(format!("hashing RAM: {e}")))?;
+            h.update(&chunk[..n]);
+            at += n as u64;
+        }
+        Ok(*h.finalize().as_bytes())
+    }
+}
+
+/// Lower-case hex of a hash, for printing and comparing.
+pub fn hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,1 @@
+//! The cluster, recording, replay and the time-travel `Session`. Filled in by the cluster and recording issues.

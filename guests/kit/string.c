@@ -1,0 +1,69 @@
+/*
+ * string.c - the C library functions gcc may emit calls to (memcpy, memset,
+ * memmove, memcmp for struct copies and initialisers) plus a few string
+ * helpers the kit uses.
+ *
+ * memcpy/memset use `rep movsb` / `rep stosb`: runnable on the host (the
+ * debugger single-steps them in chunks of <= 1024 iterations) and immune to
+ * gcc turning a copy loop back into a call to memcpy.  The Makefile also
+ * builds this file with -fno-tree-loop-distribute-patterns for the C loops.
+ */
+#include "vmrr.h"
+
+void *memcpy(void *dst, const void *src, size_t n)
+{
+    void *d = dst;
+    __asm__ volatile("rep movsb" : "+D"(d), "+S"(src), "+c"(n) : : "memory");
+    return dst;
+}
+
+void *memset(void *dst, int c, size_t n)
+{
+    void *d = dst;
+    __asm__ volatile("rep stosb" : "+D"(d), "+c"(n) : "a"(c) : "memory");
+    return dst;
+}
+
+void *memmove(void *dst, const void *src, size_t n)
+{
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    if (d <= s || d >= s + n)
+        return memcpy(dst, src, n);   /* forward copy is safe */
+    while (n--)                       /* overlapping, dst above src: go backwards */
+        d[n] = s[n];
+    return dst;
+}
+
+int memcmp(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return x[i] - y[i];
+    return 0;
+}
+
+size_t strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
+int strcmp(const char *a, const char *b)
+{
+    while (*a && *a == *b)
+        a++, b++;
+    return (unsigned char)*a - (unsigned char)*b;
+}
+
+int strncmp(const char *a, const char *b, size_t n)
+{
+    for (; n; n--, a++, b++) {
+        if (*a != *b || !*a)
+            return (unsigned char)*a - (unsigned char)*b;
+    }
+    return 0;
+}

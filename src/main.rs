@@ -1,0 +1,18 @@
+//! `vmrr`: record, replay and debug clusters of KVM virtual machines.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::dispatch(args) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("vmrr: error: {message}");
+            ExitCode::from(cli::EXIT_ERROR)
+        }
+    }
+}

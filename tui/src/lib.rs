@@ -1,0 +1,1 @@
+//! The ratatui application over a `debugger::Session`. Filled in by the TUI issue.
