@@ -77,18 +77,25 @@ struct Phdr {
 /// Checks the ELF headers against guest memory and finds the PVH entry.
 /// Every failure names what is wrong, so the user need not run `readelf`.
 pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
-    if image.len() < 64 || &image[..4] != b"\x7fELF" {
+    if image.len() < 4 || &image[..4] != b"\x7fELF" {
         return Err(bad(path, "not an ELF file (no \\x7fELF magic)"));
     }
-    match image[4] {
-        2 => {}
-        1 => {
+    match image.get(4) {
+        Some(2) => {}
+        Some(1) => {
             return Err(bad(
                 path,
                 "is a 32-bit ELF (ELFCLASS32); vmrr boots ELF64 kernels",
             ))
         }
-        c => return Err(bad(path, format!("unknown ELF class {c}"))),
+        Some(c) => return Err(bad(path, format!("unknown ELF class {c}"))),
+        None => return Err(bad(path, "ELF header truncated (no class byte)")),
+    }
+    if image.len() < 64 {
+        return Err(bad(
+            path,
+            format!("ELF header truncated ({} of 64 bytes)", image.len()),
+        ));
     }
     if image[5] != 1 {
         return Err(bad(path, "is big-endian; x86-64 kernels are little-endian"));
@@ -334,5 +341,16 @@ mod tests {
         assert!(e.contains("machine 40"), "{e}");
         let e = inspect(p, &elf_with(2, 62), 64 << 20).unwrap_err().to_string();
         assert!(e.contains("program header"), "{e}");
+        let e = inspect(p, &elf_with(1, 3)[..52], 64 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("32-bit ELF"),
+            "a short ELF32 header is still named ELF32: {e}"
+        );
+        let e = inspect(p, &elf_with(2, 62)[..40], 64 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("truncated (40 of 64"), "{e}");
     }
 }

@@ -22,7 +22,7 @@ pub enum VmError {
         source: kvm_ioctls::Error,
     },
     /// The guest image cannot be read.
-    #[error("cannot read guest image {path}: {source}")]
+    #[error("cannot read guest image {path}: {source}. Check the path; the bundled guests are built by `cargo build` into guests/build/")]
     ImageIo {
         /// The image path.
         path: PathBuf,

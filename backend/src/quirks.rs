@@ -53,4 +53,4 @@ impl HostProfile {
 /// The advice given whenever a guest does something this host cannot step.
 pub const GUEST_BUILD_ADVICE: &str = "build the guest for baseline x86-64 with general registers only \
 (gcc -march=x86-64 -mgeneral-regs-only -mno-red-zone), keep all code in ring 0, and avoid int3/int n \
-(see shared/KVM-HOST-NOTES.md)";
+(see \"Host limits\" in vmrr's README)";

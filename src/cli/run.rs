@@ -19,6 +19,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         cmdline: args.cmdline.clone(),
         instr_per_us: args.rate,
         seed: args.seed,
+        nic_mac: None,
     };
     let mut vm = Machine::new(&args.image, config).map_err(|e| e.to_string())?;
     let started = Instant::now();
