@@ -20,6 +20,9 @@ pub struct VmConfig {
     pub instr_per_us: u64,
     /// Seed of the generator that answers `rdrand`/`rdseed`.
     pub seed: u64,
+    /// MAC of a virtio-net NIC, if the VM has one (cluster members do). The
+    /// device is announced on the command line (`virtio_mmio.device=...`).
+    pub nic_mac: Option<[u8; 6]>,
 }
 
 impl Default for VmConfig {
@@ -32,6 +35,7 @@ impl Default for VmConfig {
             // ~150k single steps per second.
             instr_per_us: 100,
             seed: 0,
+            nic_mac: None,
         }
     }
 }

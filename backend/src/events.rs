@@ -42,4 +42,9 @@ pub enum EventKind {
     },
     /// The guest asked to exit through the debug-exit port.
     Exit(u32),
+    /// The guest's NIC transmitted this Ethernet frame (the step is the
+    /// queue notification that handed it over).
+    FrameSent(Vec<u8>),
+    /// This Ethernet frame was handed to the guest's NIC before instruction `icount`.
+    FrameReceived(Vec<u8>),
 }

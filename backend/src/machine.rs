@@ -33,6 +33,7 @@ use crate::config::VmConfig;
 use crate::cpuid::{self, CpuidLeaf};
 use crate::decode::{self, NextInstr};
 use crate::devices::debug_port::DebugAction;
+use crate::devices::virtio_net::{RxOutcome, VirtioNet};
 use crate::devices::{Devices, PIT_IRQ};
 use crate::error::{kvm, Result, VmError};
 use crate::events::{Event, EventKind};
@@ -153,7 +154,14 @@ impl Machine {
         // Read and check the image before touching KVM: a bad image is the
         // likelier mistake and deserves the first, clearest error.
         let ram = memory::create_ram(config.mem_bytes)?;
-        let boot = boot::load_kernel(&ram, image, config.mem_bytes, &config.cmdline)?;
+        let mut cmdline = config.cmdline.clone();
+        if config.nic_mac.is_some() {
+            // Announce the NIC the way Linux and the guest kit look for it.
+            cmdline = format!("{} {}", cmdline.trim_end(), VirtioNet::cmdline_token())
+                .trim_start()
+                .to_string();
+        }
+        let boot = boot::load_kernel(&ram, image, config.mem_bytes, &cmdline)?;
         let mut machine = Machine::with_ram(ram, config)?;
         let mut sregs = machine.vcpu.get_sregs().map_err(kvm("get sregs"))?;
         let regs = boot::entry_state(boot.entry, &mut sregs);
@@ -219,8 +227,11 @@ impl Machine {
             ram,
             clock: VClock::new(config.instr_per_us),
             rng: SeededRng::new(config.seed),
+            devices: Devices {
+                net: config.nic_mac.map(VirtioNet::new),
+                ..Devices::default()
+            },
             config,
-            devices: Devices::default(),
             cpuid: table,
             icount: 0,
             halted: false,
@@ -270,6 +281,24 @@ impl Machine {
     /// Why the VM ended, if it has.
     pub fn finished(&self) -> Option<&Stop> {
         self.finished.as_ref()
+    }
+
+    /// Virtual time of the next timer interrupt, if a timer is running.
+    pub fn next_timer_ns(&self) -> Option<u64> {
+        self.devices.pit.next_irq_ns()
+    }
+
+    /// Hands an Ethernet frame to the NIC now, before instruction `icount`.
+    /// Returns false if the NIC had to drop it (no receive buffers and a full
+    /// backlog). An error if the VM has no NIC.
+    pub fn deliver_frame(&mut self, frame: &[u8]) -> Result<bool> {
+        let Some(net) = &mut self.devices.net else {
+            return Err(VmError::Config("this VM has no NIC to deliver a frame to".into()));
+        };
+        let outcome = net.receive(&self.ram, frame);
+        self.devices.route_net_irq();
+        self.push(EventKind::FrameReceived(frame.to_vec()));
+        Ok(!matches!(outcome, RxOutcome::Dropped))
     }
 
     /// Takes the events produced since the last call, in order.
@@ -368,8 +397,16 @@ impl Machine {
             self.push(EventKind::Wake { idle_ns });
             return Ok(None);
         }
+        // With a NIC, a frame may come later: wait out the window instead.
+        let can_be_woken_from_outside = self.devices.net.is_some();
         let Some(next) = self.devices.pit.next_irq_ns() else {
-            return Ok(Some(Stop::IdleForever));
+            return Ok(Some(match vlimit {
+                Some(limit) if can_be_woken_from_outside => {
+                    self.clock.skip_to(self.icount, limit);
+                    Stop::Limit
+                }
+                _ => Stop::IdleForever,
+            }));
         };
         if let Some(limit) = vlimit {
             if next >= limit {
@@ -379,7 +416,7 @@ impl Machine {
         }
         self.clock.skip_to(self.icount, next);
         self.deliver_timer(next);
-        if !self.devices.pic.has_pending() {
+        if !self.devices.pic.has_pending() && !can_be_woken_from_outside {
             // The only wake-up source fired into a masked line; it will keep
             // doing so, and nothing else can wake this VM.
             return Ok(Some(Stop::IdleForever));
@@ -579,8 +616,11 @@ impl Machine {
                     break;
                 }
                 Ok(VcpuExit::IoIn(port, data)) => self.devices.port_read(port, data, now),
-                Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
-                Ok(VcpuExit::MmioWrite(..)) => break,
+                Ok(VcpuExit::MmioRead(addr, data)) => self.devices.mmio_read(addr, data),
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    self.devices.mmio_write(&self.ram, addr, data);
+                    break;
+                }
                 // Under single-step `hlt` normally completes as a plain step,
                 // but `sti; hlt` comes back as one KVM_EXIT_HLT (measured):
                 // the pair is one step, and the VM is now halted.
@@ -613,6 +653,11 @@ impl Machine {
         }
         for byte in self.devices.com1.take_output() {
             self.push(EventKind::Console(byte));
+        }
+        if let Some(net) = &mut self.devices.net {
+            for frame in net.take_tx() {
+                self.push(EventKind::FrameSent(frame));
+            }
         }
         self.irq_ready = self.vcpu.get_kvm_run().ready_for_interrupt_injection != 0;
         self.icount += 1;

@@ -7,6 +7,8 @@ pub mod debug_port;
 pub mod pic;
 pub mod pit;
 pub mod serial;
+pub mod virtio_mmio;
+pub mod virtio_net;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,9 @@ use debug_port::{DebugAction, DebugPort};
 use pic::{Pic, PicState};
 use pit::{Pit, PitState};
 use serial::{Com1, Com1State, COM1_BASE, COM1_IRQ};
+use virtio_net::{VirtioNet, VirtioNetState, VIRTIO_NET_IRQ, VIRTIO_NET_MMIO_BASE, VIRTIO_NET_MMIO_SIZE};
+
+use crate::memory::GuestRam;
 
 /// PIT channel 0 drives PIC line 0.
 pub const PIT_IRQ: u8 = 0;
@@ -29,6 +34,8 @@ pub struct Devices {
     pub pit: Pit,
     /// Exit and marker ports.
     pub debug: DebugPort,
+    /// The virtio-net NIC, for cluster members.
+    pub net: Option<VirtioNet>,
 }
 
 /// Snapshot of every device.
@@ -42,6 +49,8 @@ pub struct DevicesState {
     pub pit: PitState,
     /// Marker name in progress.
     pub debug: DebugPort,
+    /// The NIC, if any.
+    pub net: Option<VirtioNetState>,
 }
 
 impl Devices {
@@ -88,6 +97,7 @@ impl Devices {
             pic: self.pic.state(),
             pit: self.pit.state(),
             debug: self.debug.clone(),
+            net: self.net.as_ref().map(VirtioNet::state),
         }
     }
 
@@ -98,6 +108,36 @@ impl Devices {
             pic: Pic::from_state(&state.pic),
             pit: Pit::from_state(&state.pit),
             debug: state.debug.clone(),
+            net: state.net.as_ref().map(VirtioNet::from_state),
+        }
+    }
+
+    /// A guest MMIO read at physical `addr` (all ones where nothing answers).
+    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        match &mut self.net {
+            Some(net)
+                if (VIRTIO_NET_MMIO_BASE..VIRTIO_NET_MMIO_BASE + VIRTIO_NET_MMIO_SIZE).contains(&addr) =>
+            {
+                net.mmio_read(addr - VIRTIO_NET_MMIO_BASE, data)
+            }
+            _ => data.fill(0xff),
+        }
+    }
+
+    /// A guest MMIO write at physical `addr`; the NIC may read rings in `ram`.
+    pub fn mmio_write(&mut self, ram: &GuestRam, addr: u64, data: &[u8]) {
+        if let Some(net) = &mut self.net {
+            if (VIRTIO_NET_MMIO_BASE..VIRTIO_NET_MMIO_BASE + VIRTIO_NET_MMIO_SIZE).contains(&addr) {
+                net.mmio_write(ram, addr - VIRTIO_NET_MMIO_BASE, data);
+            }
+        }
+        self.route_net_irq();
+    }
+
+    /// Raises the NIC's PIC line if it signalled an interrupt edge.
+    pub fn route_net_irq(&mut self) {
+        if self.net.as_mut().is_some_and(|n| n.take_irq()) {
+            self.pic.raise_irq(VIRTIO_NET_IRQ);
         }
     }
 }
