@@ -1,1 +1,6 @@
-//! The cluster, recording, replay and the time-travel `Session`. Filled in by the cluster and recording issues.
+//! The cluster (scheduler, switch, links, faults); later recording and
+//! replay, checkpoints and the time-travel `Session`.
+//!
+//! Nothing here knows about terminals or gdb packets.
+
+pub mod cluster;

@@ -1,6 +1,7 @@
 //! The command line: argument definitions and one module per subcommand.
 
 mod run;
+mod run_cluster;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a guest kernel under the exact engine and print its console.
+    /// Run a guest kernel, or a whole cluster from a cluster.toml, under the
+    /// exact engine and print the console.
     ///
     /// Exit status: 0 when the guest exits with value 0 or the step limit is
     /// reached, 3 when it exits with another value, 4 when it halts forever or
@@ -35,7 +37,7 @@ enum Command {
 /// Arguments of `vmrr run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// ELF64 kernel with a PVH entry note.
+    /// ELF64 kernel with a PVH entry note, or a cluster file (*.toml).
     pub image: PathBuf,
     /// Guest memory, e.g. 64M or 1G.
     #[arg(long, default_value = "64M", value_parser = parse_mem)]
@@ -55,15 +57,38 @@ pub struct RunArgs {
     /// Print the final state hash in the summary.
     #[arg(long)]
     pub hash: bool,
+    /// Cluster only: worker threads (default: one per core).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Cluster only: stop at this virtual time, in milliseconds.
+    #[arg(long)]
+    pub max_vtime_ms: Option<u64>,
+    /// Cluster only, for testing: random host-side delays in the workers
+    /// (the output must not change).
+    #[arg(long, hide = true)]
+    pub host_jitter: bool,
 }
 
 fn parse_mem(text: &str) -> Result<u64, String> {
-    vmrr_backend::config::parse_mem_size(text)
+    use vmrr_backend::config::{parse_mem_size, MAX_MEM_BYTES, MIN_MEM_BYTES};
+    let bytes = parse_mem_size(text)?;
+    if !(MIN_MEM_BYTES..=MAX_MEM_BYTES).contains(&bytes) {
+        return Err(format!(
+            "'{text}' is out of range: guest memory must be between 4M and 3G"
+        ));
+    }
+    if !bytes.is_multiple_of(4096) {
+        return Err(format!("'{text}' is not a multiple of 4K"));
+    }
+    Ok(bytes)
 }
 
 /// Runs the chosen subcommand; `Err` carries a message for the user.
 pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
+        Command::Run(args) if args.image.extension().is_some_and(|e| e == "toml") => {
+            run_cluster::run(&args.image.clone(), &args)
+        }
         Command::Run(args) => run::run(&args),
     }
 }

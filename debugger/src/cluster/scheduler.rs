@@ -1,0 +1,411 @@
+//! Runs the cluster window by window and moves frames at the barriers.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use vmrr_backend::{Event, EventKind, Machine, RunLimit, Stop, VmError};
+
+use super::config::ClusterConfig;
+use super::faults::{Faults, Verdict};
+use super::switch::Switch;
+
+/// How to run a cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Worker threads (at most one per VM is used).
+    pub jobs: usize,
+    /// Stop every VM after this many steps.
+    pub max_steps: u64,
+    /// Stop the cluster at this virtual time.
+    pub max_vtime_ns: u64,
+    /// Test mode: sleep random host time in the workers, to show that the
+    /// result does not depend on thread timing.
+    pub host_jitter: bool,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            max_steps: 100_000_000,
+            max_vtime_ns: u64::MAX,
+            host_jitter: false,
+        }
+    }
+}
+
+/// One event of one VM, in the cluster's merged stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterEvent {
+    /// Index of the VM (its position in the config).
+    pub vm: usize,
+    /// The event, with the VM's icount and virtual time.
+    pub event: Event,
+}
+
+/// What became of a frame on its way to one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameFate {
+    /// Still travelling (or waiting in the receiver's queue).
+    InFlight,
+    /// Handed to the receiver's NIC at this icount and virtual time.
+    Received {
+        /// Receiver's icount at delivery.
+        icount: u64,
+        /// Receiver's virtual time at delivery.
+        vtime_ns: u64,
+    },
+    /// Lost: partition.
+    Partitioned,
+    /// Lost: drop fault.
+    Dropped,
+    /// Lost: the receiver's NIC had no room (no RX buffers, backlog full).
+    Overflow,
+    /// The receiver had stopped for good.
+    ReceiverStopped,
+}
+
+/// One frame from one sender to one receiver: the causal edge the debugger follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameRecord {
+    /// Sequence number in send order (the same for every destination of a flooded frame).
+    pub id: u64,
+    /// Sending VM.
+    pub src: usize,
+    /// Sender's icount at the send (the instruction that notified the queue).
+    pub sent_icount: u64,
+    /// Sender's virtual time at the send.
+    pub sent_ns: u64,
+    /// Receiving VM.
+    pub dst: usize,
+    /// Virtual time at which it reaches the receiver.
+    pub arrival_ns: u64,
+    /// What happened to it.
+    pub fate: FrameFate,
+    /// Length in bytes.
+    pub len: usize,
+}
+
+/// Why the cluster stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterStop {
+    /// Every VM stopped by itself.
+    AllStopped,
+    /// The virtual-time limit was reached.
+    TimeLimit,
+    /// Some VMs wait forever: halted, with no timer, no frame in flight.
+    Deadlock(Vec<usize>),
+}
+
+struct Pending {
+    arrival_ns: u64,
+    record: usize,
+    bytes: Vec<u8>,
+}
+
+/// One VM in the cluster with its inbox.
+struct Node {
+    machine: Machine,
+    inbox: VecDeque<Pending>,
+    stop: Option<Stop>,
+    error: Option<VmError>,
+    events: Vec<Event>,
+    /// (record index, icount, vtime) of deliveries during the window.
+    delivered: Vec<(usize, u64, u64, FrameFate)>,
+}
+
+/// The running cluster.
+pub struct Cluster {
+    config: ClusterConfig,
+    options: ClusterOptions,
+    nodes: Vec<Node>,
+    switch: Switch,
+    faults: Faults,
+    window_ns: u64,
+    /// Start of the next window.
+    now_ns: u64,
+    frames: Vec<FrameRecord>,
+    next_frame_id: u64,
+    events: Vec<ClusterEvent>,
+}
+
+fn jitter() {
+    // Host-timing noise on purpose: nanoseconds of the wall clock pick the sleep.
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    std::thread::sleep(std::time::Duration::from_micros((ns % 2000) as u64));
+}
+
+impl Node {
+    /// Runs this VM up to (not including) virtual time `end`, delivering its
+    /// inbox frames at the first instruction boundary at or after their arrival.
+    fn run_window(&mut self, end: u64, max_steps: u64, host_jitter: bool) {
+        while self.stop.is_none() && self.error.is_none() {
+            let next_arrival = self.inbox.front().map(|p| p.arrival_ns).filter(|&t| t < end);
+            let target = next_arrival.unwrap_or(end);
+            if host_jitter {
+                jitter();
+            }
+            match self.machine.run(RunLimit {
+                icount: max_steps,
+                vtime_ns: Some(target),
+            }) {
+                Ok(Stop::Limit) => {}
+                Ok(stop) => self.stop = Some(stop),
+                Err(e) => self.error = Some(e),
+            }
+            self.events.extend(self.machine.take_events());
+            if self.stop.is_some() || self.error.is_some() {
+                break;
+            }
+            if self.machine.icount() >= max_steps {
+                self.stop = Some(Stop::Limit);
+                break;
+            }
+            let now = self.machine.vtime_ns();
+            if now >= end {
+                break;
+            }
+            while self.inbox.front().is_some_and(|p| p.arrival_ns <= now) {
+                let Some(p) = self.inbox.pop_front() else { break };
+                let icount = self.machine.icount();
+                let fate = match self.machine.deliver_frame(&p.bytes) {
+                    Ok(true) => FrameFate::Received {
+                        icount,
+                        vtime_ns: now,
+                    },
+                    Ok(false) => FrameFate::Overflow,
+                    Err(e) => {
+                        self.error = Some(e);
+                        FrameFate::Overflow
+                    }
+                };
+                self.delivered.push((p.record, icount, now, fate));
+                self.events.extend(self.machine.take_events());
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Builds every VM of `config` (each with a NIC) at its entry point.
+    pub fn new(config: ClusterConfig, options: ClusterOptions) -> Result<Cluster, String> {
+        let mut nodes = Vec::new();
+        for spec in &config.vms {
+            let mut vm_config = spec.config.clone();
+            vm_config.nic_mac = Some(spec.mac);
+            let machine =
+                Machine::new(&spec.image, vm_config).map_err(|e| format!("VM '{}': {e}", spec.name))?;
+            nodes.push(Node {
+                machine,
+                inbox: VecDeque::new(),
+                stop: None,
+                error: None,
+                events: Vec::new(),
+                delivered: Vec::new(),
+            });
+        }
+        Ok(Cluster {
+            window_ns: config.min_latency_ns(),
+            faults: Faults::new(config.faults.clone(), config.seed),
+            config,
+            options,
+            nodes,
+            switch: Switch::new(),
+            now_ns: 0,
+            frames: Vec::new(),
+            next_frame_id: 0,
+            events: Vec::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// The VM with index `vm`.
+    pub fn machine(&self, vm: usize) -> &Machine {
+        &self.nodes[vm].machine
+    }
+
+    /// Why VM `vm` stopped, if it has.
+    pub fn vm_stop(&self, vm: usize) -> Option<&Stop> {
+        self.nodes[vm].stop.as_ref()
+    }
+
+    /// Every frame edge so far, in id order per send.
+    pub fn frames(&self) -> &[FrameRecord] {
+        &self.frames
+    }
+
+    /// Virtual time the cluster has reached (start of the next window).
+    pub fn vtime_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Takes the merged events produced since the last call, ordered by
+    /// (virtual time, VM, icount).
+    pub fn take_events(&mut self) -> Vec<ClusterEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Runs windows until the cluster stops, calling `on_window` after each
+    /// barrier (for output). Errors name the VM.
+    pub fn run(&mut self, mut on_window: impl FnMut(&mut Cluster)) -> Result<ClusterStop, String> {
+        loop {
+            if let Some(stop) = self.step_window()? {
+                on_window(self);
+                return Ok(stop);
+            }
+            on_window(self);
+        }
+    }
+
+    /// Runs one window and its barrier. Returns the stop, if the cluster is done.
+    pub fn step_window(&mut self) -> Result<Option<ClusterStop>, String> {
+        if self.now_ns >= self.options.max_vtime_ns {
+            return Ok(Some(ClusterStop::TimeLimit));
+        }
+        let end = self
+            .now_ns
+            .saturating_add(self.window_ns)
+            .min(self.options.max_vtime_ns);
+        self.run_nodes(end);
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if let Some(e) = node.error.take() {
+                return Err(format!("VM '{}': {e}", self.config.vms[i].name));
+            }
+        }
+        self.barrier();
+        self.now_ns = end;
+        if self.nodes.iter().all(|n| n.stop.is_some()) {
+            return Ok(Some(ClusterStop::AllStopped));
+        }
+        Ok(self.skip_idle())
+    }
+
+    /// Runs every live VM to `end`, on up to `jobs` threads.
+    fn run_nodes(&mut self, end: u64) {
+        let max_steps = self.options.max_steps;
+        let jitter = self.options.host_jitter;
+        let jobs = self.options.jobs.clamp(1, self.nodes.len().max(1));
+        if jobs == 1 {
+            for node in &mut self.nodes {
+                node.run_window(end, max_steps, jitter);
+            }
+            return;
+        }
+        // Workers take the next VM from a shared counter: whichever thread is
+        // free runs it. Which thread runs which VM does not matter, because a
+        // VM's window depends only on its own state and inbox.
+        let slots: Vec<Mutex<&mut Node>> = self.nodes.iter_mut().map(Mutex::new).collect();
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = slots.get(i) else { break };
+                    if let Ok(mut node) = slot.lock() {
+                        node.run_window(end, max_steps, jitter);
+                    }
+                });
+            }
+        });
+    }
+
+    /// Merges the window's events, records deliveries, and routes the frames
+    /// sent in the window through the switch into the receivers' inboxes.
+    fn barrier(&mut self) {
+        let mut window: Vec<ClusterEvent> = Vec::new();
+        for (vm, node) in self.nodes.iter_mut().enumerate() {
+            for event in node.events.drain(..) {
+                window.push(ClusterEvent { vm, event });
+            }
+            for (record, _, _, fate) in node.delivered.drain(..) {
+                if let Some(r) = self.frames.get_mut(record) {
+                    r.fate = fate;
+                }
+            }
+        }
+        window.sort_by_key(|e| (e.event.vtime_ns, e.vm, e.event.icount));
+        let ports = self.nodes.len();
+        for e in &window {
+            let EventKind::FrameSent(bytes) = &e.event.kind else {
+                continue;
+            };
+            let id = self.next_frame_id;
+            self.next_frame_id += 1;
+            for dst in self.switch.forward(bytes, e.vm, ports) {
+                let mut record = FrameRecord {
+                    id,
+                    src: e.vm,
+                    sent_icount: e.event.icount,
+                    sent_ns: e.event.vtime_ns,
+                    dst,
+                    arrival_ns: 0,
+                    fate: FrameFate::InFlight,
+                    len: bytes.len(),
+                };
+                match self.faults.judge(id, e.event.vtime_ns, e.vm, dst) {
+                    Verdict::Partitioned => record.fate = FrameFate::Partitioned,
+                    Verdict::Dropped => record.fate = FrameFate::Dropped,
+                    Verdict::Pass { extra_ns } => {
+                        let serialise = self
+                            .config
+                            .bandwidth_bps
+                            .map(|bps| (bytes.len() as u64 * 8).saturating_mul(1_000_000_000) / bps)
+                            .unwrap_or(0);
+                        record.arrival_ns =
+                            e.event.vtime_ns + self.config.latency_ns(e.vm, dst) + extra_ns + serialise;
+                        if self.nodes[dst].stop.is_some() {
+                            record.fate = FrameFate::ReceiverStopped;
+                        } else {
+                            let pending = Pending {
+                                arrival_ns: record.arrival_ns,
+                                record: self.frames.len(),
+                                bytes: bytes.clone(),
+                            };
+                            let inbox = &mut self.nodes[dst].inbox;
+                            // Keep the inbox in arrival order; equal arrivals keep send order.
+                            let at = inbox.partition_point(|p| p.arrival_ns <= pending.arrival_ns);
+                            inbox.insert(at, pending);
+                        }
+                    }
+                }
+                self.frames.push(record);
+            }
+        }
+        self.events.extend(window);
+    }
+
+    /// When every live VM is halted, jumps the next window to the earliest
+    /// thing that can wake one: a timer, a frame arrival. Nothing at all means deadlock.
+    fn skip_idle(&mut self) -> Option<ClusterStop> {
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].stop.is_none())
+            .collect();
+        if live.iter().any(|&i| !self.nodes[i].machine.is_halted()) {
+            return None;
+        }
+        let next = live
+            .iter()
+            .flat_map(|&i| {
+                let n = &self.nodes[i];
+                [n.machine.next_timer_ns(), n.inbox.front().map(|p| p.arrival_ns)]
+            })
+            .flatten()
+            .min();
+        match next {
+            Some(t) if t > self.now_ns => {
+                self.now_ns = t.min(self.options.max_vtime_ns);
+                None
+            }
+            Some(_) => None,
+            None => Some(ClusterStop::Deadlock(live)),
+        }
+    }
+}
