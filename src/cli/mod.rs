@@ -57,7 +57,7 @@ pub struct RunArgs {
     /// Print the final state hash in the summary.
     #[arg(long)]
     pub hash: bool,
-    /// Cluster only: worker threads (default: one per core).
+    /// Cluster only: worker threads (default: one per VM).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Cluster only: stop at this virtual time, in milliseconds.
