@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Disassembles guest images and fails if they contain an instruction the vmrr
-# host cannot run in ring 0 (shared/KVM-HOST-NOTES.md): anything touching
+# host cannot run in ring 0 (see "Host limits" in the top-level README): anything touching
 # x87/MMX/SSE/AVX registers, popcnt, movbe, BMI, int3/int n, rdtscp, ...
 #
 #   guests/check-insns.sh build/hello.elf build/compute.elf

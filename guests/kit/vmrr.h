@@ -156,4 +156,78 @@ size_t strlen(const char *s);
 int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
 
+/* ==== networking (kit/mmio.c, kit/virtio_net.c, kit/net.c) ============
+ *
+ * A virtio-net device on the virtio-mmio transport, modern (version 2)
+ * only, found through `virtio_mmio.device=<size>@<base>:<irq>` tokens on the
+ * command line (vmrr: 4K@0xd0000000:5).  Programs normally use only the
+ * frame layer (net_*); the driver calls are its building blocks.
+ */
+
+/*
+ * Identity-map the 2 MiB pages covering [paddr, paddr+size) when they lie
+ * in [1 GiB, 4 GiB) (boot.S maps only the first GiB), cache-disabled.
+ * 0 on success, -1 if the range reaches beyond 4 GiB.
+ */
+int mmio_map(uint64_t paddr, uint64_t size);
+
+/*
+ * Driver (kit/virtio_net.c).  virtio_net_init() probes every
+ * virtio_mmio.device= token, brings up the first network device (features
+ * VERSION_1 and MAC only; RX queue 0, TX queue 1), installs an IRQ handler
+ * when the IRQ is an 8259 line (< 16), and returns 0, or prints why not and
+ * returns -1.  Call pic_init()/pit_init() first (net_init() does).
+ */
+int virtio_net_init(void);
+int virtio_net_ready(void);
+int virtio_net_mac(uint8_t mac[6]);       /* -1 if the device has no MAC feature */
+uint64_t virtio_net_base(void);
+unsigned virtio_net_irq(void);
+int virtio_net_irq_on_pic(void);          /* 0: polled on every wake-up only */
+uint64_t virtio_net_irq_count(void);
+/* Queue one frame (Ethernet header included, no virtio header); copies it.
+ * Sleeps (sti; hlt) while all TX buffers are in flight.  -1 if too long. */
+int virtio_net_send(const void *frame, size_t len);
+/* Next received frame, in place: returns a buffer id (>= 0) to hand back
+ * with virtio_net_rx_release(), or -1 if nothing has arrived. */
+int virtio_net_rx_next(const uint8_t **frame, size_t *len);
+void virtio_net_rx_release(int id);
+
+/*
+ * Frame layer (kit/net.c).  Node N (cmdline `id=N`) has MAC
+ * 52:54:00:12:34:NN with NN = N + 1; frames have ethertype 0x88B5 and carry
+ * a 2-byte payload length.  net_init() starts the PIT at 1000 Hz (a tick is
+ * a millisecond of virtual time), brings the device up and prints one line
+ * naming the node, or prints "net: no virtio-net device" and returns -1.
+ */
+#define NET_ETHERTYPE   0x88b5
+#define NET_BROADCAST   (-1)
+#define NET_MAX_PAYLOAD 1498
+#define NET_FOREVER     (~(uint64_t)0)
+
+int net_init(void);
+int net_node_id(void);                    /* -1 before net_init() succeeded */
+void net_node_mac(int node, uint8_t mac[6]);   /* node < 0: broadcast */
+
+/* Send `len` bytes to node `dst` or NET_BROADCAST; 0, or -1 if too long. */
+int net_send(int dst, const void *payload, size_t len);
+
+/*
+ * Wait up to `timeout_ticks` PIT ticks (NET_FOREVER: no limit; 0: just
+ * look) for a frame addressed to us.  Copies at most `cap` payload bytes to
+ * `buf`, stores the sender's node id (-1 if unknown) in *src when src is not
+ * NULL, and returns the number of bytes copied; -1 on timeout.  Sleeps with
+ * `sti; hlt` while waiting; restores the caller's interrupt flag.
+ */
+int net_recv(void *buf, size_t cap, int *src, uint64_t timeout_ticks);
+
+struct net_stats {
+    uint64_t tx;            /* frames sent */
+    uint64_t rx;            /* frames delivered by net_recv() */
+    uint64_t rx_dropped;    /* frames not for us (other ethertype, MAC, own) */
+};
+void net_get_stats(struct net_stats *s);
+
+/* ==== end of networking ============================================== */
+
 #endif

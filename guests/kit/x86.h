@@ -2,7 +2,7 @@
  * x86.h - the handful of privileged/port instructions the kit needs, as
  * inline functions.  Kept in one place so that every instruction a guest can
  * execute outside plain gcc-generated code is easy to audit against the list
- * of instructions the vmrr host can run (see shared/KVM-HOST-NOTES.md).
+ * of instructions the vmrr host can run (see "Host limits" in the top-level README).
  */
 #ifndef VMRR_X86_H
 #define VMRR_X86_H
