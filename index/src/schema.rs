@@ -1,0 +1,145 @@
+//! The schema of `index.sqlite`, its version, and the migration framework.
+//! `index/SCHEMA.md` describes the same tables for people writing SQL.
+
+/// The schema version this build writes, and the newest it reads. Stored in
+/// `meta.schema_version` and in `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of a vmrr index: the ASCII bytes "vmrr".
+pub const APPLICATION_ID: i64 = 0x766d_7272;
+
+/// The file name of the index inside a trace directory.
+pub const INDEX_FILE_NAME: &str = "index.sqlite";
+
+/// The tables every index of this schema has (checked on open).
+pub(crate) const TABLES: [&str; 6] = ["meta", "vms", "events", "frames", "checkpoints", "bookmarks"];
+
+/// The indexes the queries name (`INDEXED BY`), checked on open.
+pub(crate) const INDEXES: [&str; 4] = [
+    "events_vm_icount",
+    "events_vm_vtime",
+    "events_vtime",
+    "events_kind",
+];
+
+/// Schema version 1 (tables and indexes), as run by `Index::create` inside
+/// one transaction.
+///
+/// * `events` keeps `kind` as free text so that future kinds need no schema
+///   change; `value` is a 64-bit pattern (see `rows.rs`).
+/// * `events_vm_icount` serves per-VM navigation, `events_vtime` the cluster
+///   order (vtime_ns, vm, icount, id) and time windows, `events_kind` the same
+///   for one kind, `events_vm_vtime` "the next event of VM w after time t".
+///   Each index ends with the rowid (= id), so the full order comes from it.
+/// * `frames` has one row per (frame, destination); its primary key serves
+///   "receipts of send N"; `frames_src_sent` and `frames_dst_recv` the two
+///   ends of the causal edge.
+/// * `checkpoints`' primary key (vm, icount) serves "nearest at or before".
+pub const SCHEMA_V1: &str = "
+CREATE TABLE meta(
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE vms(
+    id             INTEGER PRIMARY KEY,
+    name           TEXT UNIQUE,
+    image          TEXT,
+    image_hash     TEXT,
+    mem_bytes      INTEGER,
+    cmdline        TEXT,
+    instr_per_us   INTEGER,
+    mac            TEXT,
+    final_icount   INTEGER,
+    final_vtime_ns INTEGER,
+    stop           TEXT
+);
+CREATE TABLE events(
+    id       INTEGER PRIMARY KEY,
+    vm       INTEGER NOT NULL,
+    icount   INTEGER NOT NULL,
+    vtime_ns INTEGER NOT NULL,
+    kind     TEXT NOT NULL,
+    value    INTEGER,
+    payload  BLOB,
+    text     TEXT
+);
+CREATE INDEX events_vm_icount ON events(vm, icount);
+CREATE INDEX events_vm_vtime  ON events(vm, vtime_ns, icount);
+CREATE INDEX events_vtime     ON events(vtime_ns, vm, icount);
+CREATE INDEX events_kind      ON events(kind, vtime_ns, vm, icount);
+CREATE TABLE frames(
+    id            INTEGER NOT NULL,
+    src           INTEGER NOT NULL,
+    dst           INTEGER NOT NULL,
+    len           INTEGER NOT NULL,
+    sent_icount   INTEGER NOT NULL,
+    sent_vtime_ns INTEGER NOT NULL,
+    arrival_ns    INTEGER NOT NULL,
+    recv_icount   INTEGER NULL,
+    recv_vtime_ns INTEGER NULL,
+    fate          TEXT NOT NULL,
+    payload       BLOB,
+    PRIMARY KEY (id, dst)
+);
+CREATE INDEX frames_src_sent ON frames(src, sent_icount);
+CREATE INDEX frames_dst_recv ON frames(dst, recv_icount);
+CREATE TABLE checkpoints(
+    vm         INTEGER NOT NULL,
+    icount     INTEGER NOT NULL,
+    vtime_ns   INTEGER NOT NULL,
+    state_hash TEXT NOT NULL,
+    manifest   TEXT NOT NULL,
+    PRIMARY KEY (vm, icount)
+) WITHOUT ROWID;
+CREATE TABLE bookmarks(
+    id       INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL UNIQUE,
+    note     TEXT NOT NULL DEFAULT '',
+    vm       INTEGER NOT NULL,
+    icount   INTEGER NOT NULL,
+    vtime_ns INTEGER NOT NULL,
+    created  TEXT NOT NULL
+);
+";
+
+/// One step of migration: SQL that turns schema `from` into `from + 1`.
+pub(crate) struct Migration {
+    /// The version it starts from.
+    pub from: i64,
+    /// The SQL to run (in one transaction, together with the version bump).
+    pub sql: &'static str,
+}
+
+/// Every migration, oldest first. Version 1 is the first schema, so there is
+/// none yet; a schema 2 adds `Migration { from: 1, sql: "ALTER TABLE ..." }`.
+pub(crate) const MIGRATIONS: &[Migration] = &[];
+
+/// The migrations that take `from` up to [`SCHEMA_VERSION`], in order, or the
+/// first version that has no way forward.
+pub(crate) fn migration_path(from: i64) -> Result<Vec<&'static Migration>, i64> {
+    let mut path = Vec::new();
+    let mut v = from;
+    while v < SCHEMA_VERSION {
+        match MIGRATIONS.iter().find(|m| m.from == v) {
+            Some(m) => path.push(m),
+            None => return Err(v),
+        }
+        v += 1;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_version_needs_no_migration() {
+        assert!(matches!(migration_path(SCHEMA_VERSION), Ok(p) if p.is_empty()));
+    }
+
+    #[test]
+    fn version_zero_has_no_path() {
+        assert!(matches!(migration_path(0), Err(0)));
+    }
+}
