@@ -28,7 +28,12 @@ fn cluster_rate(config: &ClusterConfig, jobs: usize) -> f64 {
     };
     let mut cluster = Cluster::new(config.clone(), options).unwrap_or_else(|e| fail(e));
     let started = Instant::now();
-    cluster.run(|c| drop(c.take_events())).unwrap_or_else(|e| fail(e));
+    cluster
+        .run(|c| {
+            drop(c.take_events());
+            true
+        })
+        .unwrap_or_else(|e| fail(e));
     let secs = started.elapsed().as_secs_f64();
     let steps: u64 = (0..config.vms.len()).map(|i| cluster.machine(i).icount()).sum();
     steps as f64 / secs

@@ -34,7 +34,10 @@ fn run(name: &str, jobs: usize, host_jitter: bool) -> Outcome {
     let mut cluster = Cluster::new(config.clone(), options).unwrap_or_else(|e| panic!("{e}"));
     let mut events = Vec::new();
     let stop = cluster
-        .run(|c| events.extend(c.take_events()))
+        .run(|c| {
+            events.extend(c.take_events());
+            true
+        })
         .unwrap_or_else(|e| panic!("{e}"));
     let n = config.vms.len();
     Outcome {

@@ -201,7 +201,8 @@ impl Machine {
             .map_err(|e| VmError::Memory(format!("no host mapping: {e}")))?;
         let region = kvm_userspace_memory_region {
             slot: 0,
-            flags: 0,
+            // Dirty logging lets checkpoints store only the pages written since the last one.
+            flags: kvm_bindings::KVM_MEM_LOG_DIRTY_PAGES,
             guest_phys_addr: 0,
             memory_size: config.mem_bytes,
             userspace_addr: host as u64,
@@ -281,6 +282,75 @@ impl Machine {
     /// Why the VM ended, if it has.
     pub fn finished(&self) -> Option<&Stop> {
         self.finished.as_ref()
+    }
+
+    /// Indices of the guest pages written since the last call (by the guest,
+    /// through KVM's dirty log, or by the VMM, through the RAM bitmap), sorted.
+    pub fn take_dirty_pages(&mut self) -> Result<Vec<u64>> {
+        let size = self.config.mem_bytes as usize;
+        let kvm_log = self.vm.get_dirty_log(0, size).map_err(kvm("get dirty log"))?;
+        let mut pages = Vec::new();
+        let host_log: Vec<u64> = self
+            .ram
+            .iter()
+            .next()
+            .map(|r| {
+                let mapping: &vm_memory::MmapRegion<vm_memory::bitmap::AtomicBitmap> = r;
+                mapping.bitmap().get_and_reset()
+            })
+            .unwrap_or_default();
+        let words = kvm_log.len().max(host_log.len());
+        for w in 0..words {
+            let bits = kvm_log.get(w).copied().unwrap_or(0) | host_log.get(w).copied().unwrap_or(0);
+            for b in 0..64 {
+                if bits & (1 << b) != 0 {
+                    let page = (w * 64 + b) as u64;
+                    if page * memory::PAGE_SIZE < self.config.mem_bytes {
+                        pages.push(page);
+                    }
+                }
+            }
+        }
+        Ok(pages)
+    }
+
+    /// Copies guest page `index` into `buf`.
+    pub fn read_page(&self, index: u64, buf: &mut [u8; 4096]) -> Result<()> {
+        use vm_memory::Bytes;
+        self.ram
+            .read_slice(buf, GuestAddress(index * memory::PAGE_SIZE))
+            .map_err(|e| VmError::Memory(format!("reading page {index}: {e}")))
+    }
+
+    /// For replay: a halted VM waits until virtual time `t` exactly as it did
+    /// in the recording before an input arrived there (the same idle path,
+    /// timer edges included). No effect on a running VM. An error if the VM
+    /// wakes and executes an instruction on the way: the replay has diverged.
+    pub fn idle_until(&mut self, t: u64) -> Result<()> {
+        if !self.halted || self.clock.now_ns(self.icount) >= t {
+            return Ok(());
+        }
+        let at = self.icount;
+        self.run(RunLimit {
+            icount: at + 1,
+            vtime_ns: Some(t),
+        })?;
+        if self.icount != at {
+            return Err(VmError::Unsupported(format!(
+                "replay diverged: the VM woke and ran at icount {at} before virtual time {t} ns, where the recording delivered an input"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Builds a fresh VM from a state without memory and a separate RAM image
+    /// (as checkpoints store them).
+    pub fn from_parts(config: VmConfig, state: &crate::state::MachineState, ram: &[u8]) -> Result<Machine> {
+        config.validate()?;
+        let guest_ram = memory::create_ram(config.mem_bytes)?;
+        let mut machine = Machine::with_ram(guest_ram, config)?;
+        machine.restore_with_memory(state, ram)?;
+        Ok(machine)
     }
 
     /// Virtual time of the next timer interrupt, if a timer is running.

@@ -1,11 +1,16 @@
 //! Guest RAM and the guest's view of it: physical reads and a page-table walk.
 
+use vm_memory::bitmap::AtomicBitmap;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::error::{Result, VmError};
 
-/// Guest RAM: one region from physical address 0.
-pub type GuestRam = GuestMemoryMmap<()>;
+/// Guest RAM: one region from physical address 0. The bitmap records pages
+/// the VMM itself writes (loader, virtio), which KVM's dirty log cannot see.
+pub type GuestRam = GuestMemoryMmap<AtomicBitmap>;
+
+/// Size of a guest page, the unit of dirty tracking and of the page store.
+pub const PAGE_SIZE: u64 = 4096;
 
 /// Allocates `bytes` of zeroed guest RAM at physical address 0.
 pub fn create_ram(bytes: u64) -> Result<GuestRam> {

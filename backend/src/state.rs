@@ -80,8 +80,21 @@ pub struct MachineState {
 }
 
 impl Machine {
-    /// Captures the whole VM. Call between steps (any time `run` has returned).
+    /// Captures the whole VM, all of RAM included. Call between steps (any
+    /// time `run` has returned).
     pub fn capture(&mut self) -> Result<MachineState> {
+        let mut state = self.capture_core()?;
+        let size = memory::ram_size(&self.ram) as usize;
+        state.memory = vec![0u8; size];
+        self.ram
+            .read_slice(&mut state.memory, GuestAddress(0))
+            .map_err(|e| VmError::Memory(format!("reading RAM: {e}")))?;
+        Ok(state)
+    }
+
+    /// Captures everything but RAM (`memory` is left empty): what a
+    /// checkpoint stores besides its changed pages.
+    pub fn capture_core(&mut self) -> Result<MachineState> {
         let sync = self.vcpu.sync_regs();
         let mut msrs = Msrs::from_entries(
             &SAVED_MSRS
@@ -104,11 +117,6 @@ impl Machine {
             events: self.vcpu.get_vcpu_events().map_err(kvm("get vcpu events"))?,
             debugregs: self.vcpu.get_debug_regs().map_err(kvm("get debug regs"))?,
         };
-        let size = memory::ram_size(&self.ram) as usize;
-        let mut mem = vec![0u8; size];
-        self.ram
-            .read_slice(&mut mem, GuestAddress(0))
-            .map_err(|e| VmError::Memory(format!("reading RAM: {e}")))?;
         Ok(MachineState {
             icount: self.icount,
             clock: self.clock,
@@ -119,17 +127,22 @@ impl Machine {
             finished: self.finished.clone(),
             vcpu,
             devices: self.devices.state(),
-            memory: mem,
+            memory: Vec::new(),
         })
     }
 
     /// Puts the VM back exactly as `state` was captured; running on then gives
     /// the same execution as the original did from that point.
     pub fn restore(&mut self, state: &MachineState) -> Result<()> {
-        if state.memory.len() as u64 != memory::ram_size(&self.ram) {
+        self.restore_with_memory(state, &state.memory)
+    }
+
+    /// Restores `state` (whose own `memory` is ignored) with RAM contents `ram`.
+    pub fn restore_with_memory(&mut self, state: &MachineState, ram: &[u8]) -> Result<()> {
+        if ram.len() as u64 != memory::ram_size(&self.ram) {
             return Err(VmError::Restore(format!(
                 "snapshot has {} bytes of RAM, this VM {}",
-                state.memory.len(),
+                ram.len(),
                 memory::ram_size(&self.ram)
             )));
         }
@@ -152,8 +165,10 @@ impl Machine {
         sync.sregs = v.sregs;
         self.vcpu.clear_sync_dirty_reg(SyncReg::Register);
         self.ram
-            .write_slice(&state.memory, GuestAddress(0))
+            .write_slice(ram, GuestAddress(0))
             .map_err(|e| VmError::Memory(format!("writing RAM: {e}")))?;
+        // The restore itself is not a change since this state.
+        self.take_dirty_pages()?;
         self.devices = Devices::from_state(&state.devices);
         self.icount = state.icount;
         self.clock = state.clock;

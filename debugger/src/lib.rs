@@ -4,3 +4,4 @@
 //! Nothing here knows about terminals or gdb packets.
 
 pub mod cluster;
+pub mod trace;

@@ -1,5 +1,8 @@
 //! The command line: argument definitions and one module per subcommand.
 
+mod query;
+mod record;
+mod replay;
 mod run;
 mod run_cluster;
 
@@ -32,6 +35,17 @@ enum Command {
     /// reached, 3 when it exits with another value, 4 when it halts forever or
     /// triple-faults, 2 on bad input or an error.
     Run(RunArgs),
+    /// Record a cluster (cluster.toml) or one guest image into a trace folder.
+    Record(record::RecordArgs),
+    /// Re-execute a trace from its checkpoints and recorded inputs; with
+    /// --verify, compare every checkpoint and report the first divergence.
+    ///
+    /// Exit status: 0 when the replay matches, 5 when it diverged, 2 on error.
+    Replay(replay::ReplayArgs),
+    /// List a trace's events, filtered by VM, kind and virtual time.
+    Events(query::EventsArgs),
+    /// Run a read-only SQL query on a trace's index (see index/SCHEMA.md).
+    Sql(query::SqlArgs),
 }
 
 /// Arguments of `vmrr run`.
@@ -69,7 +83,7 @@ pub struct RunArgs {
     pub host_jitter: bool,
 }
 
-fn parse_mem(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_mem(text: &str) -> Result<u64, String> {
     use vmrr_backend::config::{parse_mem_size, MAX_MEM_BYTES, MIN_MEM_BYTES};
     let bytes = parse_mem_size(text)?;
     if !(MIN_MEM_BYTES..=MAX_MEM_BYTES).contains(&bytes) {
@@ -90,5 +104,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             run_cluster::run(&args.image.clone(), &args)
         }
         Command::Run(args) => run::run(&args),
+        Command::Record(args) => record::run(&args),
+        Command::Replay(args) => replay::run(&args),
+        Command::Events(args) => query::events(&args),
+        Command::Sql(args) => query::sql(&args),
     }
 }

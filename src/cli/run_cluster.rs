@@ -65,6 +65,7 @@ pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, String> {
             let _ = writeln!(out, "[{}] {:<width$} | {}", format_ms(t), names[vm], text);
         }
         let _ = out.flush();
+        true
     })?;
     let secs = started.elapsed().as_secs_f64();
 
@@ -109,6 +110,7 @@ pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, String> {
                 waiting.join(", ")
             )
         }
+        ClusterStop::Interrupted => "interrupted".to_string(),
     };
     eprintln!(
         "vmrr: cluster: {how}; {} frames delivered, {} lost; {} steps in {:.2} s ({:.0} steps/s)",

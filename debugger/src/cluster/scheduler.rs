@@ -46,6 +46,8 @@ pub struct ClusterEvent {
     pub vm: usize,
     /// The event, with the VM's icount and virtual time.
     pub event: Event,
+    /// For `FrameSent`/`FrameReceived`: the frame's id (see [`FrameRecord`]).
+    pub frame: Option<u64>,
 }
 
 /// What became of a frame on its way to one destination.
@@ -100,6 +102,8 @@ pub enum ClusterStop {
     TimeLimit,
     /// Some VMs wait forever: halted, with no timer, no frame in flight.
     Deadlock(Vec<usize>),
+    /// The caller asked to stop (e.g. Ctrl-C while recording).
+    Interrupted,
 }
 
 struct Pending {
@@ -258,15 +262,24 @@ impl Cluster {
     }
 
     /// Runs windows until the cluster stops, calling `on_window` after each
-    /// barrier (for output). Errors name the VM.
-    pub fn run(&mut self, mut on_window: impl FnMut(&mut Cluster)) -> Result<ClusterStop, String> {
+    /// barrier (for output, recording); it returns false to stop early.
+    /// Errors name the VM.
+    pub fn run(&mut self, mut on_window: impl FnMut(&mut Cluster) -> bool) -> Result<ClusterStop, String> {
         loop {
-            if let Some(stop) = self.step_window()? {
-                on_window(self);
+            let stop = self.step_window()?;
+            let go_on = on_window(self);
+            if let Some(stop) = stop {
                 return Ok(stop);
             }
-            on_window(self);
+            if !go_on {
+                return Ok(ClusterStop::Interrupted);
+            }
         }
+    }
+
+    /// The VM with index `vm`, mutably (to capture a checkpoint at a barrier).
+    pub fn machine_mut(&mut self, vm: usize) -> &mut Machine {
+        &mut self.nodes[vm].machine
     }
 
     /// Runs one window and its barrier. Returns the stop, if the cluster is done.
@@ -326,23 +339,34 @@ impl Cluster {
     fn barrier(&mut self) {
         let mut window: Vec<ClusterEvent> = Vec::new();
         for (vm, node) in self.nodes.iter_mut().enumerate() {
+            // Each delivery produced exactly one FrameReceived event, in order.
+            let mut deliveries = node.delivered.drain(..);
             for event in node.events.drain(..) {
-                window.push(ClusterEvent { vm, event });
-            }
-            for (record, _, _, fate) in node.delivered.drain(..) {
-                if let Some(r) = self.frames.get_mut(record) {
-                    r.fate = fate;
+                let mut frame = None;
+                if matches!(event.kind, EventKind::FrameReceived(_)) {
+                    if let Some((record, _, _, fate)) = deliveries.next() {
+                        if let Some(r) = self.frames.get_mut(record) {
+                            r.fate = fate;
+                            frame = Some(r.id);
+                        }
+                    }
                 }
+                window.push(ClusterEvent { vm, event, frame });
             }
         }
         window.sort_by_key(|e| (e.event.vtime_ns, e.vm, e.event.icount));
         let ports = self.nodes.len();
+        // Frame ids follow the merged order, so they are the same in every run.
+        for e in &mut window {
+            if matches!(e.event.kind, EventKind::FrameSent(_)) {
+                e.frame = Some(self.next_frame_id);
+                self.next_frame_id += 1;
+            }
+        }
         for e in &window {
-            let EventKind::FrameSent(bytes) = &e.event.kind else {
+            let (EventKind::FrameSent(bytes), Some(id)) = (&e.event.kind, e.frame) else {
                 continue;
             };
-            let id = self.next_frame_id;
-            self.next_frame_id += 1;
             for dst in self.switch.forward(bytes, e.vm, ports) {
                 let mut record = FrameRecord {
                     id,

@@ -1,0 +1,95 @@
+//! The trace directory: a self-contained, portable record of a cluster run.
+//!
+//! ```text
+//! trace/
+//!   cluster.toml            the configuration, images pointing into images/
+//!   images/<vm>.elf         copies of the guest images (blake3 in the index)
+//!   index.sqlite            events, frames, checkpoints, bookmarks (vmrr-index)
+//!   pages/<xx>/<hash>.zst   memory pages, content-addressed, zstd
+//!   checkpoints/vm<N>/<icount>.json.zst   vCPU + device state + changed pages
+//! ```
+//!
+//! Copying the folder is enough to replay it elsewhere.
+
+pub mod checkpoint;
+pub mod pages;
+pub mod record;
+pub mod replay;
+
+pub use record::image_path;
+
+use std::path::{Path, PathBuf};
+
+use crate::cluster::ConfigError;
+
+/// File names inside a trace.
+pub const CLUSTER_FILE: &str = "cluster.toml";
+/// The index database.
+pub const INDEX_FILE: &str = "index.sqlite";
+/// Folder of image copies.
+pub const IMAGES_DIR: &str = "images";
+/// Folder of the page store.
+pub const PAGES_DIR: &str = "pages";
+
+/// Everything that can go wrong with a trace; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A file of the trace is missing or damaged.
+    #[error("{path}: {problem}. The trace is damaged; it can be replayed up to the last checkpoint before this point, or recorded again")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The trace's index could not be used.
+    #[error("{0}")]
+    Index(#[from] vmrr_index::IndexError),
+    /// The trace's cluster file is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// A guest image does not match the hash recorded for it.
+    #[error("{path}: image does not match the one recorded (blake3 {found}, recorded {recorded}); the trace needs the exact image it was recorded with")]
+    ImageMismatch {
+        /// The image copy.
+        path: PathBuf,
+        /// Its hash now.
+        found: String,
+        /// The recorded hash.
+        recorded: String,
+    },
+    /// A VM could not be built or run.
+    #[error("VM '{vm}': {message}")]
+    Vm {
+        /// Its name.
+        vm: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The request does not fit the trace (unknown VM, position past the end...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl TraceError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> TraceError {
+        TraceError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// blake3 hex of a file's contents.
+pub fn file_hash(path: &Path) -> Result<String, TraceError> {
+    let bytes = std::fs::read(path).map_err(|e| TraceError::io(path, e))?;
+    Ok(blake3::hash(&bytes).to_hex().to_string())
+}

@@ -1,0 +1,149 @@
+//! `vmrr events` and `vmrr sql`: read a trace's index.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use vmrr_index::{EventFilter, EventKind, Index};
+
+/// Arguments of `vmrr events`.
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// The trace folder.
+    pub trace: PathBuf,
+    /// Only these VMs (names, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub vm: Vec<String>,
+    /// Only these kinds (comma-separated): console, frame_sent, frame_recv,
+    /// interrupt, marker, halt, wake, tsc, rand, fault, checkpoint, stop, exit.
+    #[arg(long, value_delimiter = ',')]
+    pub kind: Vec<String>,
+    /// From this virtual time, e.g. 12ms, 150us, 2s, 1000ns.
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<u64>,
+    /// Up to (not including) this virtual time.
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<u64>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: usize,
+}
+
+/// Arguments of `vmrr sql`.
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// The trace folder.
+    pub trace: PathBuf,
+    /// A read-only statement, e.g. "SELECT kind, count(*) FROM events GROUP BY kind".
+    pub query: String,
+}
+
+/// Parses a virtual time with a unit (ns, us, ms, s; bare numbers are ns).
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ns") {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix("us").or_else(|| t.strip_suffix("µs")) {
+        (n, 1e3)
+    } else if let Some(n) = t.strip_suffix("ms") {
+        (n, 1e6)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1e9)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a time: write e.g. 12ms, 150us, 2s"))?;
+    if !(0.0..1.8e19).contains(&(v * mult)) {
+        return Err(format!("'{text}' is out of range"));
+    }
+    Ok((v * mult) as u64)
+}
+
+fn open(trace: &std::path::Path) -> Result<Index, String> {
+    let path = trace.join(vmrr_debugger::trace::INDEX_FILE);
+    if !trace.is_dir() {
+        return Err(format!(
+            "{} is not a trace directory (record one with `vmrr record`)",
+            trace.display()
+        ));
+    }
+    Index::open_read_only(&path).map_err(|e| e.to_string())
+}
+
+/// Prints events, one per line: time, VM, icount, kind, details.
+pub fn events(args: &EventsArgs) -> Result<ExitCode, String> {
+    let index = open(&args.trace)?;
+    let vms = index.vms().map_err(|e| e.to_string())?;
+    let mut filter = EventFilter::all();
+    if !args.vm.is_empty() {
+        let mut ids = Vec::new();
+        for name in &args.vm {
+            let Some(v) = vms.iter().find(|v| &v.name == name) else {
+                let known: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+                return Err(format!(
+                    "no VM '{name}' in this trace (it has: {})",
+                    known.join(", ")
+                ));
+            };
+            ids.push(v.id);
+        }
+        filter = filter.with_vms(ids);
+    }
+    if !args.kind.is_empty() {
+        let mut kinds = Vec::new();
+        for k in &args.kind {
+            let kind = EventKind::parse(k).ok_or_else(|| {
+                let all: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown event kind '{k}' (kinds: {})", all.join(", "))
+            })?;
+            kinds.push(kind);
+        }
+        filter = filter.with_kinds(kinds);
+    }
+    let rows = index
+        .events_in_window(
+            args.from.unwrap_or(0),
+            args.to.unwrap_or(u64::MAX),
+            &filter,
+            args.limit,
+        )
+        .map_err(|e| e.to_string())?;
+    let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(4);
+    let mut out = String::new();
+    for r in rows {
+        let name = vms
+            .iter()
+            .find(|v| v.id == r.vm)
+            .map(|v| v.name.as_str())
+            .unwrap_or("?");
+        let mut detail = String::new();
+        if let Some(t) = &r.text {
+            detail += &format!("{:?}", t.trim_end_matches('\n'));
+        }
+        if let Some(v) = r.value {
+            detail += &format!("{}{v}", if detail.is_empty() { "" } else { " = " });
+        }
+        out += &format!(
+            "{:>14.6} ms  {name:<width$}  {:>10}  {:<10}  {detail}\n",
+            r.vtime_ns as f64 / 1e6,
+            r.icount,
+            r.kind.as_str()
+        );
+    }
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a read-only SQL statement and prints the rows tab-separated.
+pub fn sql(args: &SqlArgs) -> Result<ExitCode, String> {
+    let index = open(&args.trace)?;
+    let (columns, rows) = index.query_read_only(&args.query).map_err(|e| e.to_string())?;
+    println!("{}", columns.join("\t"));
+    for row in rows {
+        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        println!("{}", cells.join("\t"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
