@@ -146,6 +146,18 @@ impl Machine {
                 memory::ram_size(&self.ram)
             )));
         }
+        self.restore_core(state)?;
+        self.ram
+            .write_slice(ram, GuestAddress(0))
+            .map_err(|e| VmError::Memory(format!("writing RAM: {e}")))?;
+        // The restore itself is not a change since this state.
+        self.take_dirty_pages()?;
+        Ok(())
+    }
+
+    /// Restores everything of `state` but RAM (for callers that put the right
+    /// pages back themselves, e.g. by rewriting only the pages that changed).
+    pub fn restore_core(&mut self, state: &MachineState) -> Result<()> {
         let v = &state.vcpu;
         self.vcpu.set_sregs(&v.sregs).map_err(kvm("set sregs"))?;
         self.vcpu.set_regs(&v.regs).map_err(kvm("set regs"))?;
@@ -164,11 +176,6 @@ impl Machine {
         sync.regs = v.regs;
         sync.sregs = v.sregs;
         self.vcpu.clear_sync_dirty_reg(SyncReg::Register);
-        self.ram
-            .write_slice(ram, GuestAddress(0))
-            .map_err(|e| VmError::Memory(format!("writing RAM: {e}")))?;
-        // The restore itself is not a change since this state.
-        self.take_dirty_pages()?;
         self.devices = Devices::from_state(&state.devices);
         self.icount = state.icount;
         self.clock = state.clock;
@@ -179,6 +186,13 @@ impl Machine {
         self.finished = state.finished.clone();
         self.take_events();
         Ok(())
+    }
+
+    /// Overwrites guest page `index` with `page` (4096 bytes).
+    pub fn write_page(&mut self, index: u64, page: &[u8]) -> Result<()> {
+        self.ram
+            .write_slice(page, GuestAddress(index * memory::PAGE_SIZE))
+            .map_err(|e| VmError::Memory(format!("writing page {index}: {e}")))
     }
 
     /// A blake3 hash of everything the guest can observe: registers, system

@@ -4,4 +4,5 @@
 //! Nothing here knows about terminals or gdb packets.
 
 pub mod cluster;
+pub mod session;
 pub mod trace;

@@ -21,8 +21,8 @@ use crate::cluster::{
 };
 
 /// Default steps between two checkpoints of a VM: small enough that seeking
-/// anywhere replays at most ~0.2 s at this host's ~120k steps/s.
-pub const DEFAULT_CHECKPOINT_STEPS: u64 = 25_000;
+/// anywhere replays at most ~0.17 s at this host's ~120k steps/s.
+pub const DEFAULT_CHECKPOINT_STEPS: u64 = 20_000;
 
 /// How to record.
 #[derive(Debug, Clone)]

@@ -213,7 +213,8 @@ impl Trace {
         self.checkpoints[vm].last().map(|c| c.icount).unwrap_or(0)
     }
 
-    fn vm_config(&self, vm: usize) -> VmConfig {
+    /// The configuration `vm` was recorded with (its NIC included).
+    pub fn vm_config(&self, vm: usize) -> VmConfig {
         let spec = &self.config.vms[vm];
         VmConfig {
             nic_mac: Some(spec.mac),
@@ -230,7 +231,7 @@ impl Trace {
 
     /// Reads the checkpoint files of `vm` up to number `k` and returns the
     /// last one with the memory image they add up to.
-    fn checkpoint_state(&self, vm: usize, k: usize) -> Result<(CheckpointFile, Vec<u8>), TraceError> {
+    pub fn checkpoint_state(&self, vm: usize, k: usize) -> Result<(CheckpointFile, Vec<u8>), TraceError> {
         let mut map = PageMap::default();
         let mut last = None;
         for row in self.checkpoints[vm].iter().take(k + 1) {
@@ -292,6 +293,39 @@ impl Trace {
                 _ => return Ok(stop),
             }
         }
+    }
+
+    /// Runs `machine` up to virtual time `t` (every instruction starting before
+    /// `t` executed), delivering the inputs recorded before `t`.
+    pub fn run_to_vtime(
+        &self,
+        vm: usize,
+        machine: &mut Machine,
+        next: &mut usize,
+        t: u64,
+    ) -> Result<Stop, TraceError> {
+        let inputs = &self.inputs[vm];
+        while let Some(input) = inputs.get(*next).filter(|i| i.vtime_ns < t) {
+            let stop = machine
+                .run(RunLimit::icount(input.icount))
+                .map_err(|e| self.vm_error(vm, e))?;
+            if stop.is_final() || machine.icount() != input.icount {
+                return Ok(stop);
+            }
+            machine
+                .idle_until(input.vtime_ns)
+                .map_err(|e| self.vm_error(vm, e))?;
+            machine
+                .deliver_frame(&input.frame)
+                .map_err(|e| self.vm_error(vm, e))?;
+            *next += 1;
+        }
+        machine
+            .run(RunLimit {
+                icount: self.end_icount(vm),
+                vtime_ns: Some(t),
+            })
+            .map_err(|e| self.vm_error(vm, e))
     }
 
     /// Materialises `vm` at `icount` (after the inputs delivered there):
