@@ -100,7 +100,7 @@ fn main() {
     let p95 = seek_ms[seek_ms.len() * 95 / 100];
 
     let all: Vec<usize> = (0..3).collect();
-    let mut verify = |jobs| {
+    let verify = |jobs| {
         let started = Instant::now();
         let r = trace
             .verify(&all, jobs, &|_| {})
