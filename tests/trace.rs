@@ -237,6 +237,15 @@ fn events_and_sql_queries() {
         out.lines().count() > 0 && out.lines().all(|l| l.contains("primary") && l.contains("marker")),
         "{out}"
     );
+    // The partition and the heal of kvstore-bug.toml, on each of the three VMs.
+    let o = vmrr(&["events", t, "--kind", "fault"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(out.matches("partition: backup2 cut off").count(), 3, "{out}");
+    assert_eq!(out.matches("heal").count(), 3, "{out}");
+    assert!(
+        out.lines().next().is_some_and(|l| l.contains("70.000000 ms")),
+        "{out}"
+    );
     let o = vmrr(&["events", t, "--kind", "bogus"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(

@@ -16,6 +16,7 @@ use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate as IndexFate, Fra
 use super::checkpoint::CheckpointFile;
 use super::pages::{dir_bytes, PageStore, PAGE_BYTES};
 use super::{file_hash, TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR};
+use crate::cluster::config::FaultKind;
 use crate::cluster::{
     Cluster, ClusterConfig, ClusterEvent, ClusterOptions, ClusterStop, FrameFate, FrameRecord,
 };
@@ -269,6 +270,45 @@ impl Recorder {
     }
 }
 
+/// A fault as text for the index, and the VMs it touches. Its event stands
+/// at the fault's virtual time and at each VM's icount at the window barrier
+/// after it (faults act on frames, not on instructions).
+fn describe_fault(config: &ClusterConfig, kind: &FaultKind) -> (String, Vec<usize>) {
+    let name = |i: usize| config.vms.get(i).map(|v| v.name.clone()).unwrap_or_default();
+    match kind {
+        FaultKind::Partition(group) => {
+            let names: Vec<String> = group.iter().map(|&i| name(i)).collect();
+            (
+                format!("partition: {} cut off", names.join(", ")),
+                (0..config.vms.len()).collect(),
+            )
+        }
+        FaultKind::Heal => ("heal: partitions removed".into(), (0..config.vms.len()).collect()),
+        FaultKind::Drop {
+            between, fraction, ..
+        } => (
+            format!(
+                "drop {:.0}% between {} and {}",
+                fraction * 100.0,
+                name(between.0),
+                name(between.1)
+            ),
+            vec![between.0, between.1],
+        ),
+        FaultKind::Delay {
+            between, extra_ns, ..
+        } => (
+            format!(
+                "delay +{} µs between {} and {}",
+                extra_ns / 1000,
+                name(between.0),
+                name(between.1)
+            ),
+            vec![between.0, between.1],
+        ),
+    }
+}
+
 /// Prepares an empty trace folder (refusing to overwrite anything).
 fn create_dir(out: &Path) -> Result<(), TraceError> {
     if out.exists() {
@@ -366,12 +406,29 @@ pub fn record(
 
     let mut failure: Option<TraceError> = None;
     let mut last_progress = Instant::now();
+    let mut faults_logged = 0;
     let every = options.checkpoint_every.max(1);
     let stop = cluster
         .run(|c| {
             let mut step = || -> Result<(), TraceError> {
                 for e in c.take_events() {
                     rec.add(&e)?;
+                }
+                // Faults that took effect in this window, on every VM they touch.
+                while let Some(f) = c
+                    .config()
+                    .faults
+                    .get(faults_logged)
+                    .filter(|f| f.at_ns < c.vtime_ns())
+                {
+                    let (text, vms) = describe_fault(c.config(), &f.kind);
+                    for vm in vms {
+                        let m = c.machine(vm);
+                        let row = EventRow::new(vm as u32, m.icount(), f.at_ns, EventKind::Fault)
+                            .with_text(text.clone());
+                        rec.index.add_event(&row)?;
+                    }
+                    faults_logged += 1;
                 }
                 let mut flushed = false;
                 for vm in 0..n {
