@@ -127,6 +127,10 @@ pub struct Machine {
     pub(crate) irq_ready: bool,
     /// The VM has stopped for good.
     pub(crate) finished: Option<Stop>,
+    /// Guest-virtual addresses `run` stops before (the debugger's breakpoints).
+    breakpoints: Vec<u64>,
+    /// The breakpoint the last `run` stopped at, if it did.
+    breakpoint_hit: Option<u64>,
     events: Vec<Event>,
     profile: HostProfile,
 }
@@ -185,6 +189,25 @@ impl Machine {
         Ok(machine)
     }
 
+    /// Builds a fresh VM from a state without memory plus the pages that are
+    /// not zero (a fresh VM's RAM is zero): restoring a checkpoint this way
+    /// writes a few hundred pages instead of all of RAM.
+    pub fn from_core_and_pages<'a>(
+        config: VmConfig,
+        state: &crate::state::MachineState,
+        pages: impl Iterator<Item = (u64, &'a [u8])>,
+    ) -> Result<Machine> {
+        config.validate()?;
+        let guest_ram = memory::create_ram(config.mem_bytes)?;
+        let mut machine = Machine::with_ram(guest_ram, config)?;
+        machine.restore_core(state)?;
+        for (index, page) in pages {
+            machine.write_page(index, page)?;
+        }
+        machine.take_dirty_pages()?;
+        Ok(machine)
+    }
+
     /// KVM VM + vCPU over `ram`, CPUID set, single-stepping on; registers as KVM made them.
     fn with_ram(ram: GuestRam, config: VmConfig) -> Result<Machine> {
         let kvm_sys = open_kvm()?;
@@ -239,6 +262,8 @@ impl Machine {
             halt_start_ns: 0,
             irq_ready: false,
             finished: None,
+            breakpoints: Vec::new(),
+            breakpoint_hit: None,
             events: Vec::new(),
             profile: HostProfile::detect(),
         })
@@ -353,6 +378,18 @@ impl Machine {
         Ok(machine)
     }
 
+    /// Sets the addresses `run` stops before (replacing any earlier set).
+    /// Checked by the engine between steps, so a search for a breakpoint
+    /// costs no more than plain execution.
+    pub fn set_breakpoints(&mut self, addrs: &[u64]) {
+        self.breakpoints = addrs.to_vec();
+    }
+
+    /// The breakpoint the last `run` stopped before, if that is why it stopped.
+    pub fn breakpoint_hit(&self) -> Option<u64> {
+        self.breakpoint_hit
+    }
+
     /// Virtual time of the next timer interrupt, if a timer is running.
     pub fn next_timer_ns(&self) -> Option<u64> {
         self.devices.pit.next_irq_ns()
@@ -405,6 +442,14 @@ impl Machine {
         memory::read_virt(&self.ram, &self.paging(), va, buf)
     }
 
+    /// Writes guest-virtual memory at `va` through the guest's page tables
+    /// (a debugger changing its copy of the VM); returns how many bytes were
+    /// writable. Nothing records the change: replaying from a checkpoint or
+    /// snapshot brings back the recorded contents.
+    pub fn write_virt(&mut self, va: u64, data: &[u8]) -> usize {
+        memory::write_virt(&self.ram, &self.paging(), va, data)
+    }
+
     fn push(&mut self, kind: EventKind) {
         let vtime_ns = self.clock.now_ns(self.icount);
         self.events.push(Event {
@@ -419,6 +464,8 @@ impl Machine {
         if let Some(stop) = &self.finished {
             return Ok(stop.clone());
         }
+        let start = self.icount;
+        self.breakpoint_hit = None;
         loop {
             if self.icount >= limit.icount {
                 return Ok(Stop::Limit);
@@ -426,6 +473,15 @@ impl Machine {
             let now = self.clock.now_ns(self.icount);
             if limit.vtime_ns.is_some_and(|t| now >= t) {
                 return Ok(Stop::Limit);
+            }
+            // Breakpoints stop before the instruction at them, but never
+            // before the first one of this run (so a run can leave a breakpoint).
+            if !self.breakpoints.is_empty() && self.icount > start && !self.halted {
+                let rip = self.vcpu.sync_regs().regs.rip;
+                if self.breakpoints.contains(&rip) {
+                    self.breakpoint_hit = Some(rip);
+                    return Ok(Stop::Limit);
+                }
             }
             self.deliver_timer(now);
             let outcome = if self.halted {

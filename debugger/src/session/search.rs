@@ -15,6 +15,9 @@ use super::{Breakpoint, Pos, WatchKind, Watchpoint};
 use crate::trace::replay::Trace;
 use crate::trace::TraceError;
 
+/// Steps run between two looks at the cancel flag on the fast paths.
+const CHUNK: u64 = 50_000;
+
 /// What was hit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HitKind {
@@ -224,6 +227,33 @@ pub(super) fn forward_live(
 ) -> Result<Option<Hit>, TraceError> {
     let end = trace.end_icount(vm);
     let start = m.icount();
+    if probes.watchpoints.is_empty() && vtime_limit.is_none() {
+        // Breakpoints only: the engine checks them between steps at full speed.
+        m.set_breakpoints(&probes.breakpoints);
+        while m.icount() < end && m.finished().is_none() {
+            let chunk_end = end.min(m.icount() + CHUNK);
+            let before = m.icount();
+            trace.run_to(vm, m, next, chunk_end, usize::MAX)?;
+            if let Some(addr) = m.breakpoint_hit() {
+                m.set_breakpoints(&[]);
+                let pos = Pos {
+                    vm,
+                    icount: m.icount(),
+                    vtime_ns: m.vtime_ns(),
+                };
+                return Ok(Some(Hit {
+                    pos,
+                    kind: HitKind::Breakpoint { addr },
+                }));
+            }
+            if cancel.load(Ordering::Relaxed) || m.icount() == before {
+                break;
+            }
+            progress((m.icount() - start) as f64 / (end - start).max(1) as f64);
+        }
+        m.set_breakpoints(&[]);
+        return Ok(None);
+    }
     let mut old: Vec<Vec<u8>> = probes.watchpoints.iter().map(|w| read_watch(m, w)).collect();
     while m.icount() < end {
         if let Some(hit) = step_and_check(trace, vm, m, next, probes, &mut old, false)? {
@@ -342,6 +372,37 @@ fn scan_slice(
 ) -> Result<Option<Hit>, TraceError> {
     let (mut m, mut next) = trace.machine_at_checkpoint(vm, k)?;
     debug_assert_eq!(m.icount(), start);
+    if probes.watchpoints.is_empty() {
+        // Breakpoints only: let the engine stop at each hit; keep the last.
+        let mut last = None;
+        let hit_here = |m: &Machine| Hit {
+            pos: Pos {
+                vm,
+                icount: m.icount(),
+                vtime_ns: m.vtime_ns(),
+            },
+            kind: HitKind::Breakpoint { addr: m.regs().rip },
+        };
+        if m.icount() < end && probes.breakpoints.contains(&m.regs().rip) {
+            last = Some(hit_here(&m));
+        }
+        m.set_breakpoints(&probes.breakpoints);
+        while m.icount() < end && m.finished().is_none() {
+            let before = m.icount();
+            trace.run_to(vm, &mut m, &mut next, end.min(before + CHUNK), usize::MAX)?;
+            if m.breakpoint_hit().is_some() && m.icount() < end {
+                last = Some(hit_here(&m));
+            }
+            if m.icount() == before || cancel.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        return Ok(if cancel.load(Ordering::Relaxed) {
+            None
+        } else {
+            last
+        });
+    }
     let mut old: Vec<Vec<u8>> = probes.watchpoints.iter().map(|w| read_watch(&m, w)).collect();
     let mut last = None;
     while m.icount() < end && m.finished().is_none() {

@@ -39,6 +39,10 @@ pub struct Trace {
     checkpoints: Vec<Vec<CheckpointRow>>,
     inputs: Vec<Vec<Input>>,
     complete: bool,
+    /// Per VM, the memory page maps of its first checkpoints, built on demand:
+    /// map k is map k-1 plus checkpoint k's changes, so restoring checkpoint k
+    /// does not re-read all the files before it.
+    page_maps: Vec<Mutex<Vec<PageMap>>>,
 }
 
 /// Where a replay first disagreed with the recording.
@@ -151,12 +155,14 @@ impl Trace {
             inputs.push(list);
         }
         let complete = index.meta("status")?.as_deref() == Some("complete");
+        let config_len = config.vms.len();
         Ok(Trace {
             dir: dir.to_path_buf(),
             store: PageStore::open(&dir.join(PAGES_DIR))?,
             index: Mutex::new(index),
             config,
             checkpoints,
+            page_maps: (0..config_len).map(|_| Mutex::new(Vec::new())).collect(),
             inputs,
             complete,
         })
@@ -229,12 +235,13 @@ impl Trace {
         }
     }
 
-    /// Reads the checkpoint files of `vm` up to number `k` and returns the
-    /// last one with the memory image they add up to.
-    pub fn checkpoint_state(&self, vm: usize, k: usize) -> Result<(CheckpointFile, Vec<u8>), TraceError> {
-        let mut map = PageMap::default();
-        let mut last = None;
-        for row in self.checkpoints[vm].iter().take(k + 1) {
+    /// Checkpoint `k` of `vm` and its memory page map.
+    fn checkpoint_with_map(&self, vm: usize, k: usize) -> Result<(CheckpointFile, PageMap), TraceError> {
+        let rows = &self.checkpoints[vm];
+        let row = rows
+            .get(k)
+            .ok_or_else(|| TraceError::Invalid(format!("VM {vm} has no checkpoint {k}")))?;
+        let read = |row: &CheckpointRow| -> Result<CheckpointFile, TraceError> {
             let file = CheckpointFile::read(&self.dir, Path::new(&row.manifest))?;
             if file.icount != row.icount || file.vm != vm {
                 return Err(damaged(
@@ -242,10 +249,24 @@ impl Trace {
                     "checkpoint file does not match its index entry",
                 ));
             }
+            Ok(file)
+        };
+        let mut maps = self.page_maps[vm].lock().unwrap_or_else(|p| p.into_inner());
+        while maps.len() <= k {
+            let i = maps.len();
+            let file = read(&rows[i])?;
+            let mut map = maps.last().cloned().unwrap_or_default();
             map.apply(&file);
-            last = Some(file);
+            maps.push(map);
         }
-        let file = last.ok_or_else(|| TraceError::Invalid(format!("VM {vm} has no checkpoint {k}")))?;
+        let map = maps[k].clone();
+        drop(maps);
+        Ok((read(row)?, map))
+    }
+
+    /// Checkpoint `k` of `vm` with the full memory image it stands for.
+    pub fn checkpoint_state(&self, vm: usize, k: usize) -> Result<(CheckpointFile, Vec<u8>), TraceError> {
+        let (file, map) = self.checkpoint_with_map(vm, k)?;
         let ram = map.materialise(&self.store, self.config.vms[vm].config.mem_bytes)?;
         Ok((file, ram))
     }
