@@ -298,22 +298,30 @@ impl Trace {
             let stop = machine
                 .run(RunLimit::icount(target))
                 .map_err(|e| self.vm_error(vm, e))?;
-            if stop.is_final() {
+            // A breakpoint stop comes before any input due at that icount.
+            if stop.is_final() || machine.breakpoint_hit().is_some() {
                 return Ok(stop);
             }
             match pending {
                 Some(input) if machine.icount() == input.icount => {
-                    machine
-                        .idle_until(input.vtime_ns)
-                        .map_err(|e| self.vm_error(vm, e))?;
-                    machine
-                        .deliver_frame(&input.frame)
-                        .map_err(|e| self.vm_error(vm, e))?;
+                    self.deliver(vm, machine, input)?;
                     *next += 1;
                 }
                 _ => return Ok(stop),
             }
         }
+    }
+
+    /// Hands `input` to `machine`, which stands at the input's icount: a
+    /// halted VM first idles to the input's virtual time, as it did when recorded.
+    fn deliver(&self, vm: usize, machine: &mut Machine, input: &Input) -> Result<(), TraceError> {
+        machine
+            .idle_until(input.vtime_ns)
+            .map_err(|e| self.vm_error(vm, e))?;
+        machine
+            .deliver_frame(&input.frame)
+            .map_err(|e| self.vm_error(vm, e))?;
+        Ok(())
     }
 
     /// Runs `machine` up to virtual time `t` (every instruction starting before
@@ -333,12 +341,7 @@ impl Trace {
             if stop.is_final() || machine.icount() != input.icount {
                 return Ok(stop);
             }
-            machine
-                .idle_until(input.vtime_ns)
-                .map_err(|e| self.vm_error(vm, e))?;
-            machine
-                .deliver_frame(&input.frame)
-                .map_err(|e| self.vm_error(vm, e))?;
+            self.deliver(vm, machine, input)?;
             *next += 1;
         }
         machine
