@@ -131,6 +131,8 @@ pub struct Machine {
     breakpoints: Vec<u64>,
     /// The breakpoint the last `run` stopped at, if it did.
     breakpoint_hit: Option<u64>,
+    /// The position breakpoints do not stop at: where they were set, or last hit.
+    breakpoints_passed: Option<u64>,
     events: Vec<Event>,
     profile: HostProfile,
 }
@@ -264,6 +266,7 @@ impl Machine {
             finished: None,
             breakpoints: Vec::new(),
             breakpoint_hit: None,
+            breakpoints_passed: None,
             events: Vec::new(),
             profile: HostProfile::detect(),
         })
@@ -383,6 +386,8 @@ impl Machine {
     /// costs no more than plain execution.
     pub fn set_breakpoints(&mut self, addrs: &[u64]) {
         self.breakpoints = addrs.to_vec();
+        // Standing on a breakpoint does not hit it: runs leave it first.
+        self.breakpoints_passed = Some(self.icount);
     }
 
     /// The breakpoint the last `run` stopped before, if that is why it stopped.
@@ -464,7 +469,6 @@ impl Machine {
         if let Some(stop) = &self.finished {
             return Ok(stop.clone());
         }
-        let start = self.icount;
         self.breakpoint_hit = None;
         loop {
             if self.icount >= limit.icount {
@@ -474,12 +478,15 @@ impl Machine {
             if limit.vtime_ns.is_some_and(|t| now >= t) {
                 return Ok(Stop::Limit);
             }
-            // Breakpoints stop before the instruction at them, but never
-            // before the first one of this run (so a run can leave a breakpoint).
-            if !self.breakpoints.is_empty() && self.icount > start && !self.halted {
+            // Breakpoints stop before the instruction at them, except at the
+            // position where they were set or last reported (so a search can
+            // leave a breakpoint). Every other position is checked, also the
+            // first of a run: callers split runs at inputs and chunks.
+            if !self.breakpoints.is_empty() && self.breakpoints_passed != Some(self.icount) && !self.halted {
                 let rip = self.vcpu.sync_regs().regs.rip;
                 if self.breakpoints.contains(&rip) {
                     self.breakpoint_hit = Some(rip);
+                    self.breakpoints_passed = Some(self.icount);
                     return Ok(Stop::Limit);
                 }
             }

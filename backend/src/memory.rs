@@ -142,6 +142,26 @@ pub fn read_virt(ram: &GuestRam, mode: &PagingMode, va: u64, buf: &mut [u8]) -> 
     done
 }
 
+/// Writes `data` to guest-virtual memory at `va`, page by page, through the
+/// guest's page tables. Returns how many bytes were written before the first
+/// unmapped page. The RAM bitmap records the pages, as for any VMM write.
+pub fn write_virt(ram: &GuestRam, mode: &PagingMode, va: u64, data: &[u8]) -> usize {
+    let mut done = 0;
+    while done < data.len() {
+        let addr = va.wrapping_add(done as u64);
+        let Ok(pa) = translate(ram, mode, addr) else {
+            break;
+        };
+        let in_page = (4096 - (addr & 0xfff)) as usize;
+        let n = in_page.min(data.len() - done);
+        if ram.write_slice(&data[done..done + n], GuestAddress(pa)).is_err() {
+            break;
+        }
+        done += n;
+    }
+    done
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +187,27 @@ mod tests {
         assert_eq!(translate(&ram, &mode, 0x20_5abc), Ok(0x7abc));
         assert_eq!(translate(&ram, &mode, 0x20_6000), Err(TranslateError::NotMapped));
         assert_eq!(translate(&ram, &mode, 1 << 39), Err(TranslateError::NotMapped));
+    }
+
+    #[test]
+    fn virtual_writes_stop_at_the_first_unmapped_page() {
+        let ram = create_ram(8 << 20).unwrap();
+        // PML4 -> PDPT -> PD; PD[0] maps the first 2 MiB, nothing above.
+        ram.write_obj(0x2000u64 | 3, GuestAddress(0x1000)).unwrap();
+        ram.write_obj(0x3000u64 | 3, GuestAddress(0x2000)).unwrap();
+        ram.write_obj(0x83u64, GuestAddress(0x3000)).unwrap();
+        let mode = PagingMode {
+            cr0: CR0_PG | 1,
+            cr3: 0x1000,
+            cr4: CR4_PAE,
+            efer: EFER_LMA | (1 << 8),
+        };
+        assert_eq!(write_virt(&ram, &mode, 0x10_0000, &[1, 2, 3]), 3);
+        let mut back = [0u8; 3];
+        assert_eq!(read_virt(&ram, &mode, 0x10_0000, &mut back), 3);
+        assert_eq!(back, [1, 2, 3]);
+        assert_eq!(write_virt(&ram, &mode, 0x1f_fffe, &[9; 4]), 2);
+        assert_eq!(write_virt(&ram, &mode, 1 << 40, &[9; 4]), 0);
     }
 
     #[test]
