@@ -13,6 +13,7 @@
 //! before T was sent at least one link latency earlier.
 
 mod dense;
+mod rounds;
 mod search;
 
 use std::path::Path;
@@ -461,6 +462,13 @@ impl Session {
         progress: &(dyn Fn(f64) + Sync),
     ) -> Result<StopReason, SessionError> {
         self.cancel.store(false, Ordering::Relaxed);
+        if dir == Direction::Backward {
+            // Breakpoints only: replay long runs of slices per core.
+            let cancel = self.cancel.clone();
+            if let Some(result) = rounds::continue_backward(self, scope, &cancel, progress) {
+                return result;
+            }
+        }
         let vms: Vec<usize> = match scope {
             Scope::Vm(vm) => {
                 self.check_vm(vm)?;
