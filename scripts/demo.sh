@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# The demo command of the README: builds vmrr and the guest kit, then runs the
-# bundled guests under the exact engine, each twice, to show that the console
-# and the final state hash come out identical.
+# The demo command of the README: installs what is missing, builds vmrr and
+# the guest kit, records the kvstore-bug cluster (a replicated store whose
+# backup serves a stale read after a partition) and opens the trace in the
+# terminal UI. Press ? there for the keys, q to quit; guests/README.md walks
+# from the STALE READ back to the late write.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
 cargo build --release
 vmrr=target/release/vmrr
-for run in 1 2; do
-    echo "== hello, run $run"
-    "$vmrr" run guests/build/hello.elf --cmdline "demo run $run" --hash
-done
-echo "== compute"
-"$vmrr" run guests/build/compute.elf --cmdline "iters=5000" --hash
+trace=target/demo-trace
+
+# Recreated each time: `vmrr record` wants a new (or empty) folder.
+rm -rf "$trace"
+"$vmrr" record clusters/kvstore-bug.toml -o "$trace"
+
+if [ ! -t 0 ] || [ ! -t 1 ]; then
+    echo "demo: not a terminal; open the trace yourself with: $vmrr tui $trace" >&2
+    exit 0
+fi
+exec "$vmrr" tui "$trace"

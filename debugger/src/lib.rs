@@ -5,4 +5,5 @@
 
 pub mod cluster;
 pub mod session;
+pub mod symbols;
 pub mod trace;

@@ -1,10 +1,12 @@
 //! The command line: argument definitions and one module per subcommand.
 
+mod gdb;
 mod query;
 mod record;
 mod replay;
 mod run;
 mod run_cluster;
+mod tui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +48,13 @@ enum Command {
     Events(query::EventsArgs),
     /// Run a read-only SQL query on a trace's index (see index/SCHEMA.md).
     Sql(query::SqlArgs),
+    /// Serve a trace to gdb (remote protocol): VMs are threads; stepi,
+    /// continue, breakpoints and watchpoints work both ways.
+    Gdb(gdb::GdbArgs),
+    /// Explore a trace in a full-screen terminal UI: timeline, registers,
+    /// disassembly, events, bookmarks; step both ways, follow frames.
+    /// Press ? inside for the keys.
+    Tui(tui::TuiArgs),
 }
 
 /// Arguments of `vmrr run`.
@@ -108,5 +117,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         Command::Replay(args) => replay::run(&args),
         Command::Events(args) => query::events(&args),
         Command::Sql(args) => query::sql(&args),
+        Command::Gdb(args) => gdb::run(&args),
+        Command::Tui(args) => tui::run(&args),
     }
 }

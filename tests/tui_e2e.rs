@@ -1,0 +1,244 @@
+//! The TUI in a real terminal: `vmrr tui TRACE` runs inside tmux, keys are
+//! sent as a person would type them, and the assertions read the screen.
+//! Needs /dev/kvm and tmux.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn vmrr() -> &'static str {
+    env!("CARGO_BIN_EXE_vmrr")
+}
+
+/// A kvstore-bug trace recorded once for this test binary.
+fn trace() -> &'static Path {
+    static TRACE: OnceLock<PathBuf> = OnceLock::new();
+    TRACE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vmrr-tui-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = dir.join("kv-trace");
+        let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("clusters/kvstore-bug.toml");
+        let o = Command::new(vmrr())
+            .arg("record")
+            .arg(&cluster)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .expect("vmrr record");
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    })
+}
+
+/// A tmux server of our own (its own socket), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+        let t = Tmux {
+            socket: format!("vmrr-e2e-{}-{name}", std::process::id()),
+        };
+        let o = t.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            "main",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ]);
+        assert!(o.status.success(), "tmux: {}", String::from_utf8_lossy(&o.stderr));
+        // Esc must reach the application at once, not wait to become Alt-<next key>.
+        t.run(&["set", "-s", "escape-time", "0"]);
+        t
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux")
+    }
+
+    /// Types keys one by one (tmux key names: Enter, Escape, Left...).
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            self.run(&["send-keys", "-t", "main", k]);
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    /// Types text literally.
+    fn text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "main", "-l", text]);
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-t", "main", "-p"]).stdout).into_owned()
+    }
+
+    fn alive(&self) -> bool {
+        self.run(&["has-session", "-t", "main"]).status.success()
+    }
+
+    /// Waits until the screen shows `text`; returns the screen.
+    fn wait_for(&self, text: &str) -> String {
+        self.wait_for_or(text, "")
+    }
+
+    /// [`Tmux::wait_for`] that also prints `context` if the text never shows.
+    fn wait_for_or(&self, text: &str, context: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the screen never showed {text:?}; it shows:\n{screen}\n{context}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+/// The walkthrough of guests/README.md, key for key: from the STALE READ on
+/// primary back to backup2's stale reply, to the late `apply 5`, to the
+/// primary's resend of #5, to backup2's RESEND request; bookmarked.
+#[test]
+fn walkthrough_from_the_stale_read_to_the_late_write() {
+    let trace = trace();
+    let t = Tmux::start("walk", 120, 40, &format!("{} tui {}", vmrr(), trace.display()));
+    let screen = t.wait_for("Timeline");
+    for lane in ["primary", "backup1", "backup2"] {
+        assert!(screen.contains(lane), "no lane {lane}:\n{screen}");
+    }
+    // 1. The symptom: search the events for "stale", go there.
+    t.keys(&["/"]);
+    t.text("stale");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("primary @ 79176");
+    assert!(screen.contains("read-stale = 3"), "{screen}");
+    assert!(
+        screen.contains("marker+0x17"),
+        "disassembly with symbols:\n{screen}"
+    );
+    // 2. Frames only, the previous one (backup2's reply), back to its send.
+    t.keys(&["Escape", "k", "p", "f"]);
+    let screen = t.wait_for("frame #61: its send, backup2 @ 50311");
+    assert!(screen.contains("Registers backup2"), "{screen}");
+    assert!(
+        screen.contains("read k3 -> 31"),
+        "backup2 served the stale value:\n{screen}"
+    );
+    // One instruction back and forth again.
+    t.keys(&["Left"]);
+    t.wait_for("backup2 @ 50310 ");
+    t.keys(&["Right"]);
+    t.wait_for("backup2 @ 50311 ");
+    // 3. backup2's markers: apply 5 came after apply 9.
+    t.keys(&["k", "v", "v", "v", "/"]);
+    t.text("apply = 5");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("backup2 @ 38745 ");
+    assert!(screen.contains("vm:backup2 kind:markers"), "{screen}");
+    assert!(screen.contains("apply #9 k3=32"), "{screen}");
+    // 4. The frame received just before: the primary's resend of #5.
+    t.keys(&["Escape", "K", "p", "f"]);
+    t.wait_for("frame #49: its send, primary @ 65461");
+    // 5. What the primary received before resending: backup2's RESEND request.
+    t.keys(&["v", "p", "p", "f"]);
+    let screen = t.wait_for("frame #47: its send, backup2 @ 36832");
+    assert!(screen.contains("ask for"), "{screen}");
+    // 6. Bookmark it, and quit.
+    t.keys(&["m"]);
+    t.text("late #5");
+    t.keys(&["Enter"]);
+    t.wait_for("bookmark 'late #5' at backup2 @ 36832");
+    t.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!t.alive(), "q did not quit");
+    let o = Command::new(vmrr())
+        .arg("sql")
+        .arg(trace)
+        .arg("SELECT name, vm, icount FROM bookmarks")
+        .output()
+        .expect("vmrr sql");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("late #5\t2\t36832"), "{out}");
+}
+
+/// A free TCP port on localhost (another process could take it before the
+/// TUI binds it; unlikely on a test machine).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn reverse_stepi_in_gdb_moves_the_tui_cursor() {
+    let port = free_port();
+    let t = Tmux::start(
+        "gdb",
+        120,
+        40,
+        &format!("{} tui {} --gdb-port {port}", vmrr(), trace().display()),
+    );
+    let screen = t.wait_for("Timeline");
+    assert!(screen.contains(&format!("gdb :{port}")), "{screen}");
+    let image = trace().join("images/backup2.elf");
+    let o = Command::new("gdb")
+        .args(["-q", "-batch", "-nx"])
+        .arg(&image)
+        .args(["-ex", "set pagination off"])
+        // The machine is busy with the other tests: give replies time.
+        .args(["-ex", "set remotetimeout 60"])
+        .args(["-ex", &format!("target remote :{port}")])
+        .args(["-ex", "set scheduler-locking step"])
+        .args(["-ex", "thread 3", "-ex", "stepi 5", "-ex", "reverse-stepi"])
+        .output()
+        .expect("gdb");
+    let gdb_said = format!(
+        "gdb's output:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{gdb_said}");
+    // gdb stepped backup2 five instructions and one back: the TUI follows.
+    let screen = t.wait_for_or("backup2 @ 4 ", &gdb_said);
+    assert!(screen.contains("Registers backup2 @ 4"), "{screen}");
+    t.keys(&["q"]);
+}
+
+#[test]
+fn bad_trace_is_a_message_not_a_crash() {
+    let o = Command::new(vmrr())
+        .args(["tui", "/nonexistent/trace"])
+        .output()
+        .expect("vmrr tui");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not a trace directory"), "{err}");
+}

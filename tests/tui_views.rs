@@ -1,0 +1,153 @@
+//! Snapshot tests of the TUI's main views: the real App over a recorded
+//! kvstore-bug trace, drawn into ratatui's TestBackend. The snapshots hold
+//! no wall-clock time and no temporary path (the trace folder's name only).
+//! Needs /dev/kvm (to record and replay the trace).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use vmrr_debugger::session::Session;
+use vmrr_tui::ratatui::backend::TestBackend;
+use vmrr_tui::ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use vmrr_tui::ratatui::Terminal;
+use vmrr_tui::{render, App, Options};
+
+/// The kvstore-bug trace, recorded once per test binary.
+fn trace() -> &'static Path {
+    static TRACE: OnceLock<PathBuf> = OnceLock::new();
+    TRACE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vmrr-tui-views-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = dir.join("kv-trace");
+        let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("clusters/kvstore-bug.toml");
+        let o = Command::new(env!("CARGO_BIN_EXE_vmrr"))
+            .arg("record")
+            .arg(&cluster)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .expect("vmrr record");
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        out
+    })
+}
+
+/// A copy of the trace for a test that writes bookmarks (so the others do not see them).
+fn private_trace(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmrr-tui-views-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let copy = dir.join("kv-trace");
+    let ok = Command::new("cp")
+        .arg("-r")
+        .arg(trace())
+        .arg(&copy)
+        .status()
+        .expect("cp");
+    assert!(ok.success());
+    copy
+}
+
+fn app_on(dir: &Path) -> App {
+    let session = Session::open(dir).expect("open trace");
+    let mut app = App::new(Arc::new(Mutex::new(session)), Options::default()).expect("app");
+    assert!(app.wait_idle(Duration::from_secs(60)));
+    app
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    let mods = match code {
+        KeyCode::Char(c) if c.is_ascii_uppercase() => KeyModifiers::SHIFT,
+        _ => KeyModifiers::NONE,
+    };
+    app.on_key(KeyEvent::new(code, mods));
+    assert!(app.wait_idle(Duration::from_secs(60)), "a job did not finish");
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+fn draw(app: &App, w: u16, h: u16) -> Terminal<TestBackend> {
+    let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+    t.draw(|f| render(&app.state, f)).expect("draw");
+    t
+}
+
+/// From the start to the symptom: `/stale` Enter.
+fn to_stale_read(app: &mut App) {
+    typed(app, "/stale");
+    press(app, KeyCode::Enter);
+    press(app, KeyCode::Esc);
+}
+
+#[test]
+fn start_of_the_trace() {
+    let app = app_on(trace());
+    insta::assert_snapshot!("start_120x40", draw(&app, 120, 40).backend());
+}
+
+#[test]
+fn stale_read_at_80x24() {
+    let mut app = app_on(trace());
+    to_stale_read(&mut app);
+    let t = draw(&app, 80, 24);
+    insta::assert_snapshot!("stale_read_80x24", t.backend());
+}
+
+#[test]
+fn follow_the_reply_back_to_backup2() {
+    let mut app = app_on(trace());
+    to_stale_read(&mut app);
+    press(&mut app, KeyCode::Char('k')); // frames
+    press(&mut app, KeyCode::Char('p')); // the VALUE reply received by primary
+    press(&mut app, KeyCode::Char('f')); // back to its send in backup2
+    assert_eq!(app.state.snapshot.focus, 2, "focus moved to backup2");
+    insta::assert_snapshot!("followed_to_backup2_120x40", draw(&app, 120, 40).backend());
+}
+
+#[test]
+fn step_back_highlights_changed_registers_and_wide_layout() {
+    let mut app = app_on(trace());
+    press(&mut app, KeyCode::Char('g'));
+    typed(&mut app, "backup2:38745");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Left);
+    press(&mut app, KeyCode::Left);
+    assert_eq!(app.state.snapshot.icount, 38743);
+    assert!(app.state.prev_regs.is_some());
+    // Wide: the memory view sits beside the disassembly.
+    insta::assert_snapshot!("step_back_160x40", draw(&app, 160, 40).backend());
+}
+
+#[test]
+fn help_overlay_and_tiny_terminal() {
+    let mut app = app_on(trace());
+    press(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!("help_80x24", draw(&app, 80, 24).backend());
+    insta::assert_snapshot!("too_small_30x10", draw(&app, 30, 10).backend());
+}
+
+#[test]
+fn bookmarks_breakpoints_and_zoom() {
+    let dir = private_trace("bookmarks");
+    let mut app = app_on(&dir);
+    to_stale_read(&mut app);
+    press(&mut app, KeyCode::Char('m'));
+    typed(&mut app, "stale read");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('b'));
+    typed(&mut app, "kv_apply");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.state.breakpoints.len(), 1);
+    press(&mut app, KeyCode::Char('B'));
+    for _ in 0..5 {
+        press(&mut app, KeyCode::Char('+'));
+    }
+    assert_eq!(app.state.bookmarks.rows.len(), 1);
+    insta::assert_snapshot!("bookmarks_zoomed_120x40", draw(&app, 120, 40).backend());
+}

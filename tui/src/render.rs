@@ -1,0 +1,254 @@
+//! The pure view: [`render`] draws an [`AppState`] into a frame, nothing else.
+//!
+//! ```text
+//! ┌ Timeline ───────────────────────────────────────────────┐
+//! │ lanes, one per VM, frames as links, the cursor          │
+//! └─────────────────────────────────────────────────────────┘
+//! ┌ Registers ──────┐┌ Disassembly ──────────┐(┌ Memory ──┐ wide screens)
+//! └─────────────────┘└───────────────────────┘
+//! ┌ Events / Bookmarks ─────────┐┌ Console (or Memory) ─────┐
+//! └─────────────────────────────┘└──────────────────────────┘
+//!  status: prompt, progress, message, position
+//! ```
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::Frame;
+
+use crate::state::{AppState, ListPane, SidePane};
+use crate::widgets::{
+    bookmarks::BookmarksView, console::ConsoleView, disasm::DisasmView, events::EventsView,
+    help::HelpOverlay, memory::MemoryPane, registers, registers::RegistersView, status::StatusBar,
+    timeline::TimelineView, too_small::TooSmall,
+};
+
+/// Narrowest usable screen.
+pub const MIN_WIDTH: u16 = 80;
+/// Width from which the memory view sits beside the registers.
+const WIDE: u16 = 140;
+/// Height of the registers/disassembly row at its smallest (9 register rows).
+const FOCUS_MIN: u16 = 11;
+/// Height of the lists row at its smallest (3 rows of events).
+const LISTS_MIN: u16 = 5;
+
+/// The timeline's height for `vms` lanes, with or without a spacer row
+/// between lanes (where frames are drawn as links).
+pub fn timeline_height(vms: usize, gaps: bool) -> u16 {
+    let n = vms.max(1) as u16;
+    let gap_rows = if gaps { n - 1 } else { 0 };
+    2 + n + gap_rows + 1
+}
+
+/// Smallest screen (width, height) for a trace of `vms` VMs.
+pub fn min_size(vms: usize) -> (u16, u16) {
+    (MIN_WIDTH, timeline_height(vms, false) + FOCUS_MIN + LISTS_MIN + 1)
+}
+
+/// Draws the whole screen.
+pub fn render(state: &AppState, frame: &mut Frame) {
+    let area = frame.area();
+    let (min_w, min_h) = min_size(state.vms.len());
+    if area.width < min_w || area.height < min_h {
+        frame.render_widget(
+            TooSmall {
+                width: area.width,
+                height: area.height,
+                min_width: min_w,
+                min_height: min_h,
+            },
+            area,
+        );
+        return;
+    }
+    let n = state.vms.len();
+    let gaps = area.height >= timeline_height(n, true) + FOCUS_MIN + LISTS_MIN + 1 + 4;
+    let tl_h = timeline_height(n, gaps);
+    let [timeline, main, status] = Layout::vertical([
+        Constraint::Length(tl_h),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let rest = main.height;
+    let focus_h = (rest / 2).max(FOCUS_MIN).min(rest.saturating_sub(LISTS_MIN));
+    let [focus_row, lists_row] =
+        Layout::vertical([Constraint::Length(focus_h), Constraint::Fill(1)]).areas(main);
+
+    frame.render_widget(TimelineView { state, gaps }, timeline);
+
+    let wide = area.width >= WIDE;
+    // Below 100 columns, short register names leave the disassembly some room.
+    let narrow = area.width < 100;
+    let regs_w = 2 * if narrow {
+        registers::NARROW_CELL
+    } else {
+        registers::CELL
+    } + 1;
+    if wide {
+        let [regs, dis, mem] = Layout::horizontal([
+            Constraint::Length(regs_w),
+            Constraint::Fill(1),
+            Constraint::Length(58),
+        ])
+        .areas(focus_row);
+        frame.render_widget(RegistersView { state, narrow }, regs);
+        frame.render_widget(DisasmView { state }, dis);
+        frame.render_widget(MemoryPane { state }, mem);
+    } else {
+        let [regs, dis] =
+            Layout::horizontal([Constraint::Length(regs_w), Constraint::Fill(1)]).areas(focus_row);
+        frame.render_widget(RegistersView { state, narrow }, regs);
+        frame.render_widget(DisasmView { state }, dis);
+    }
+
+    let [list, side] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(lists_row);
+    match state.list_pane {
+        ListPane::Events => frame.render_widget(EventsView { state }, list),
+        ListPane::Bookmarks => frame.render_widget(BookmarksView { state }, list),
+    }
+    match (wide, state.side_pane) {
+        (false, SidePane::Memory) => frame.render_widget(MemoryPane { state }, side),
+        _ => frame.render_widget(ConsoleView { state }, side),
+    }
+
+    frame.render_widget(StatusBar { state }, status);
+    if let Some(pos) = StatusBar::cursor_position(state, status) {
+        frame.set_cursor_position(pos);
+    }
+    if state.show_help {
+        frame.render_widget(HelpOverlay, centered(area));
+    }
+}
+
+/// The help overlay's area: most of the screen (all of a small one).
+fn centered(area: Rect) -> Rect {
+    let w = if area.width < 100 {
+        area.width
+    } else {
+        area.width.saturating_sub(4).min(96)
+    };
+    let h = if area.height < 30 {
+        area.height
+    } else {
+        area.height.saturating_sub(2).min(30)
+    };
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use vmrr_index::{EventKind, EventRow};
+
+    use super::*;
+    use crate::state::{
+        DisasmLine, EventLine, Link, Mark, MarkKind, Message, Prompt, PromptKind, Regs, Snapshot, VmInfo,
+    };
+
+    /// A state with a bit of everything, without a trace.
+    fn sample() -> AppState {
+        let vms = ["primary", "backup1", "a-rather-long-vm-name"]
+            .iter()
+            .map(|n| VmInfo {
+                name: n.to_string(),
+                end_icount: 90_000,
+                end_vtime: 200_000_000,
+            })
+            .collect();
+        let mut s = AppState {
+            trace_name: "t".into(),
+            vms,
+            end_vtime: 200_000_000,
+            ..AppState::default()
+        };
+        s.snapshot = Snapshot {
+            focus: 1,
+            icount: 1234,
+            vtime: 50_000_000,
+            cursor_vtime: 50_000_000,
+            regs: Some(Regs { values: [7; 18] }),
+            disasm: (0..30)
+                .map(|i| DisasmLine {
+                    addr: 0x1000 + i * 3,
+                    label: format!("f+{:#x}", i * 3),
+                    text: "mov rax, rbx".into(),
+                    current: i == 10,
+                    breakpoint: i == 12,
+                })
+                .collect(),
+            ..Snapshot::default()
+        };
+        s.prev_regs = Some(Regs { values: [6; 18] });
+        s.timeline.span = 200_000_000;
+        s.timeline.marks = (0..300)
+            .map(|i| Mark {
+                vm: i % 3,
+                vtime: i as u64 * 600_000,
+                kind: MarkKind::Marker,
+            })
+            .collect();
+        s.timeline.links = vec![Link {
+            id: 1,
+            src: 0,
+            dst: 2,
+            sent: 10_000_000,
+            recv: 10_050_000,
+            lost: false,
+        }];
+        s.events.lines = (0..50)
+            .map(|i| EventLine {
+                event: EventRow::new(i % 3, i as u64 * 10, i as u64 * 1_000_000, EventKind::Marker)
+                    .with_text("x"),
+                detail: "x = 1".into(),
+                haystack: "x".into(),
+            })
+            .collect();
+        s.events.visible = (0..50).collect();
+        s.events.selected = Some(20);
+        s.console = vec!["hello".into(); 40];
+        s.message = Some(Message {
+            text: "a message".into(),
+            error: true,
+        });
+        s
+    }
+
+    #[test]
+    fn every_size_draws_without_panicking() {
+        let mut s = sample();
+        for (w, h) in (1..=200u16)
+            .step_by(7)
+            .flat_map(|w| (1..=70u16).step_by(3).map(move |h| (w, h)))
+        {
+            for help in [false, true] {
+                s.show_help = help;
+                s.prompt = help.then(|| Prompt {
+                    kind: PromptKind::Goto,
+                    input: "12ms".into(),
+                });
+                let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+                t.draw(|f| render(&s, f)).expect("draw");
+            }
+        }
+    }
+
+    #[test]
+    fn below_the_minimum_says_so() {
+        let s = sample();
+        let (w, h) = min_size(3);
+        let mut t = Terminal::new(TestBackend::new(w - 1, h)).expect("terminal");
+        t.draw(|f| render(&s, f)).expect("draw");
+        let text = format!("{:?}", t.backend().buffer());
+        assert!(text.contains("Terminal too small"));
+        let mut t = Terminal::new(TestBackend::new(w, h)).expect("terminal");
+        t.draw(|f| render(&s, f)).expect("draw");
+        let text = format!("{:?}", t.backend().buffer());
+        assert!(!text.contains("Terminal too small") && text.contains("Timeline"));
+    }
+}

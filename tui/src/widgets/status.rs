@@ -1,0 +1,119 @@
+//! The status bar: the prompt being typed, the progress of a long
+//! operation, or the last message; the cursor's position on the right.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Position, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget};
+
+use super::{dim, fit, vm_color};
+use crate::format;
+use crate::state::AppState;
+
+/// The status bar.
+pub struct StatusBar<'a> {
+    /// What to draw.
+    pub state: &'a AppState,
+}
+
+const HINTS: &str = "? keys  ←→ step  n/p event  f follow  c/C continue  g go to  m mark  q quit";
+
+impl StatusBar<'_> {
+    /// Where the terminal cursor goes while a prompt is open.
+    pub fn cursor_position(state: &AppState, area: Rect) -> Option<Position> {
+        let p = state.prompt.as_ref()?;
+        let len = p.kind.question().chars().count() + p.input.chars().count();
+        Some(Position::new(
+            area.x + (len as u16).min(area.width.saturating_sub(1)),
+            area.y,
+        ))
+    }
+
+    fn right(state: &AppState) -> Vec<Span<'static>> {
+        let snap = &state.snapshot;
+        let mut spans = vec![
+            Span::styled(
+                state.vm_name(snap.focus).to_string(),
+                Style::new().fg(vm_color(snap.focus)).add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!(" @ {} · {}", snap.icount, format::vtime(snap.vtime))),
+        ];
+        if !state.breakpoints.is_empty() {
+            spans.push(Span::styled(
+                format!(" · {} bp", state.breakpoints.len()),
+                Style::new().fg(Color::LightRed),
+            ));
+        }
+        if let Some(port) = state.gdb_port {
+            spans.push(Span::styled(
+                format!(" · gdb :{port}"),
+                Style::new().fg(Color::LightBlue),
+            ));
+        }
+        spans.push(Span::raw(" "));
+        spans
+    }
+}
+
+impl Widget for StatusBar<'_> {
+    fn render(self, area: Rect, buf: &mut Buffer) {
+        let st = self.state;
+        let right = Self::right(st);
+        let right_w: usize = right.iter().map(|s| s.content.chars().count()).sum();
+        let w = area.width as usize;
+        let left_w = w.saturating_sub(right_w + 1);
+        let left: Line = if let Some(p) = &st.prompt {
+            Line::from(vec![
+                Span::styled(p.kind.question(), Style::new().fg(Color::LightYellow)),
+                Span::raw(p.input.clone()),
+            ])
+        } else if let Some(b) = &st.busy {
+            let mut spans = vec![Span::styled(
+                format!("» {} ", b.label),
+                Style::new().fg(Color::LightYellow),
+            )];
+            if let Some(p) = b.progress {
+                let cells = 20usize;
+                let done = ((p * cells as f64) as usize).min(cells);
+                spans.push(Span::styled("█".repeat(done), Style::new().fg(Color::LightGreen)));
+                spans.push(Span::styled("░".repeat(cells - done), dim()));
+                spans.push(Span::raw(format!(" {:>3.0}%", p * 100.0)));
+            }
+            spans.push(Span::styled("  Esc cancels", dim()));
+            if b.queued > 0 {
+                spans.push(Span::styled(format!(" (+{} queued)", b.queued), dim()));
+            }
+            Line::from(spans)
+        } else if let Some(m) = &st.message {
+            let style = if m.error {
+                Style::new().fg(Color::LightRed)
+            } else {
+                Style::new().fg(Color::White)
+            };
+            Line::styled(fit(&m.text, left_w), style)
+        } else {
+            Line::styled(fit(HINTS, left_w), dim())
+        };
+        let bar = Style::new().bg(Color::Rgb(30, 30, 46));
+        buf.set_style(area, bar);
+        Paragraph::new(left).render(
+            Rect {
+                width: left_w as u16,
+                ..area
+            },
+            buf,
+        );
+        if right_w < w {
+            let x = area.x + (w - right_w) as u16;
+            Paragraph::new(Line::from(right)).render(
+                Rect {
+                    x,
+                    width: right_w as u16,
+                    ..area
+                },
+                buf,
+            );
+        }
+    }
+}
