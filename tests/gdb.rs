@@ -9,7 +9,6 @@ mod gdb_support;
 
 use std::time::{Duration, Instant};
 
-
 use gdb_support::{hex, symbol, trace, unhex, Raw, Server};
 use vmrr_debugger::session::Session;
 
