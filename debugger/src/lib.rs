@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod session;
 pub mod symbols;
 pub mod trace;
+pub mod vtime;

@@ -9,6 +9,7 @@
 
 use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd};
 use vmrr_debugger::session::{Pos, Session};
+use vmrr_debugger::vtime::{format_ms as fmt_time, parse as parse_time};
 use vmrr_index::{EventFilter, EventKind, EventRow, Position};
 
 use crate::target::{lock, tid_of, VmrrTarget};
@@ -39,22 +40,6 @@ vmrr monitor commands (VMs are gdb threads: thread N is VM N-1)
   help                         this text
 After a command that moves the cursor, gdb must drop its cached registers:
 `maintenance flush register-cache` (the vmrr.gdb script does it for you).";
-
-/// A virtual time for people: `122.230150 ms`.
-pub fn fmt_time(ns: u64) -> String {
-    format!("{}.{:06} ms", ns / 1_000_000, ns % 1_000_000)
-}
-
-/// Parses a virtual time with a unit (ns, us, µs, ms, s).
-pub fn parse_time(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let (num, scale) = [("ns", 1.0), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9)]
-        .iter()
-        .find_map(|(unit, scale)| t.strip_suffix(unit).map(|n| (n, *scale)))?;
-    let v: f64 = num.trim().parse().ok()?;
-    let ns = v * scale;
-    (v.is_finite() && (0.0..1.8e19).contains(&ns)).then_some(ns.round() as u64)
-}
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()

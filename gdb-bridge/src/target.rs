@@ -251,7 +251,7 @@ impl ThreadExtraInfo for VmrrTarget {
             Ok(p) => format!(
                 "{name}, icount {}, {}",
                 p.icount,
-                crate::monitor::fmt_time(p.vtime_ns)
+                vmrr_debugger::vtime::format_ms(p.vtime_ns)
             ),
             Err(_) => name,
         };

@@ -37,28 +37,11 @@ pub struct SqlArgs {
     pub query: String,
 }
 
-/// Parses a virtual time with a unit (ns, us, ms, s; bare numbers are ns).
+/// Parses a virtual time with a unit (ns, us, ms, s); a bare number is ns.
 pub fn parse_time(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ns") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix("us").or_else(|| t.strip_suffix("µs")) {
-        (n, 1e3)
-    } else if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e6)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1e9)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a time: write e.g. 12ms, 150us, 2s"))?;
-    if !(0.0..1.8e19).contains(&(v * mult)) {
-        return Err(format!("'{text}' is out of range"));
-    }
-    Ok((v * mult) as u64)
+    vmrr_debugger::vtime::parse(text)
+        .or_else(|| text.trim().parse::<u64>().ok())
+        .ok_or_else(|| format!("'{text}' is not a time: write e.g. 12ms, 150us, 2s"))
 }
 
 fn open(trace: &std::path::Path) -> Result<Index, String> {

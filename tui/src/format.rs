@@ -4,7 +4,7 @@ use vmrr_index::{EventKind, EventRow};
 
 /// A virtual time in milliseconds with nanosecond precision: `122.219691 ms`.
 pub fn vtime(ns: u64) -> String {
-    format!("{}.{:06} ms", ns / 1_000_000, ns % 1_000_000)
+    vmrr_debugger::vtime::format_ms(ns)
 }
 
 /// A virtual time rounded for an axis label, with a unit that suits `span`
@@ -107,21 +107,7 @@ pub fn detail(e: &EventRow, vm_names: &[String], peer: Option<usize>) -> String 
 /// Parses a virtual time typed by a user: `122.2ms`, `500us`, `2s`, `800ns`.
 /// A bare number is not a time (it is an icount).
 pub fn parse_vtime(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let (num, mult) = if let Some(n) = t.strip_suffix("ns") {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix("us").or_else(|| t.strip_suffix("µs")) {
-        (n, 1e3)
-    } else if let Some(n) = t.strip_suffix("ms") {
-        (n, 1e6)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1e9)
-    } else {
-        return None;
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    let ns = v * mult;
-    (0.0..1.8e19).contains(&ns).then_some(ns.round() as u64)
+    vmrr_debugger::vtime::parse(text)
 }
 
 #[cfg(test)]
