@@ -2,9 +2,10 @@
 //! sent as a person would type them, and the assertions read the screen.
 //! Needs /dev/kvm and tmux.
 
-use std::path::{Path, PathBuf};
+mod demo;
+
+use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 fn vmrr() -> &'static str {
@@ -13,22 +14,7 @@ fn vmrr() -> &'static str {
 
 /// A kvstore-bug trace recorded once for this test binary.
 fn trace() -> &'static Path {
-    static TRACE: OnceLock<PathBuf> = OnceLock::new();
-    TRACE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("vmrr-tui-e2e-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = dir.join("kv-trace");
-        let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("clusters/kvstore-bug.toml");
-        let o = Command::new(vmrr())
-            .arg("record")
-            .arg(&cluster)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .expect("vmrr record");
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-        out
-    })
+    demo::kvstore_bug_trace()
 }
 
 /// A tmux server of our own (its own socket), killed when dropped.
@@ -206,7 +192,10 @@ fn reverse_stepi_in_gdb_moves_the_tui_cursor() {
         40,
         &format!("{} tui {} --gdb-port {port}", vmrr(), trace().display()),
     );
-    let screen = t.wait_for("Timeline");
+    t.wait_for("Timeline");
+    // The status bar names the gdb port once the server is listening, a
+    // moment after the first frame: wait for it rather than race it.
+    let screen = t.wait_for(&format!("gdb :{port}"));
     assert!(screen.contains(&format!("gdb :{port}")), "{screen}");
     let image = trace().join("images/backup2.elf");
     let o = Command::new("gdb")
