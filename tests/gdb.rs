@@ -5,6 +5,7 @@
 //! packets, memory requests out of range and a Ctrl-C. Needs /dev/kvm and gdb.
 
 mod common;
+mod demo;
 mod gdb_support;
 
 use std::time::{Duration, Instant};

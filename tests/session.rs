@@ -3,9 +3,9 @@
 //! last write to a variable, frames are followed both ways, bookmarks
 //! persist. Needs /dev/kvm.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+mod demo;
+
+use std::path::Path;
 
 use vmrr_debugger::session::{
     Breakpoint, Direction, HitKind, Scope, Session, StopReason, WatchKind, Watchpoint,
@@ -13,40 +13,11 @@ use vmrr_debugger::session::{
 
 /// `kv_apply` and `store` of guests/build/kvstore.elf, from its symbol table.
 fn symbol(name: &str) -> u64 {
-    let out = Command::new("nm")
-        .arg(vmrr_guests::image("kvstore"))
-        .output()
-        .expect("nm");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let mut it = l.split_whitespace();
-            let (addr, _, sym) = (it.next()?, it.next()?, it.next()?);
-            (sym == name)
-                .then(|| u64::from_str_radix(addr, 16).ok())
-                .flatten()
-        })
-        .unwrap_or_else(|| panic!("no symbol {name}"))
+    demo::kvstore_symbol(name)
 }
 
 fn trace() -> &'static Path {
-    static TRACE: OnceLock<PathBuf> = OnceLock::new();
-    TRACE.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("vmrr-session-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("clusters/kvstore-bug.toml");
-        let o = Command::new(env!("CARGO_BIN_EXE_vmrr"))
-            .args([
-                "record",
-                cluster.to_str().unwrap_or_default(),
-                "-o",
-                out.to_str().unwrap_or_default(),
-            ])
-            .output()
-            .expect("record");
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-        out
-    })
+    demo::kvstore_bug_trace()
 }
 
 const BACKUP2: usize = 2;

@@ -4,9 +4,10 @@
 //! sends to receipts; damaged traces give clear errors; a killed recording
 //! still replays to its last checkpoint. Needs /dev/kvm.
 
+mod demo;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use vmrr_debugger::trace::replay::Trace;
 
@@ -34,21 +35,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The kvstore-bug cluster, recorded once per test run.
 fn recorded() -> &'static Path {
-    static TRACE: OnceLock<PathBuf> = OnceLock::new();
-    TRACE.get_or_init(|| {
-        let out = scratch("kvstore");
-        let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("clusters/kvstore-bug.toml");
-        let o = vmrr(&[
-            "record",
-            cluster.to_str().unwrap_or_default(),
-            "-o",
-            out.to_str().unwrap_or_default(),
-            "--checkpoint-every",
-            "20000",
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-        out
-    })
+    demo::kvstore_bug_trace()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

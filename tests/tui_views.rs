@@ -3,9 +3,11 @@
 //! no wall-clock time and no temporary path (the trace folder's name only).
 //! Needs /dev/kvm (to record and replay the trace).
 
+mod demo;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vmrr_debugger::session::Session;
@@ -16,22 +18,7 @@ use vmrr_tui::{render, App, Options};
 
 /// The kvstore-bug trace, recorded once per test binary.
 fn trace() -> &'static Path {
-    static TRACE: OnceLock<PathBuf> = OnceLock::new();
-    TRACE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("vmrr-tui-views-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = dir.join("kv-trace");
-        let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("clusters/kvstore-bug.toml");
-        let o = Command::new(env!("CARGO_BIN_EXE_vmrr"))
-            .arg("record")
-            .arg(&cluster)
-            .arg("-o")
-            .arg(&out)
-            .output()
-            .expect("vmrr record");
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-        out
-    })
+    demo::kvstore_bug_trace()
 }
 
 /// A copy of the trace for a test that writes bookmarks (so the others do not see them).

@@ -7,26 +7,14 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::common::{run_with_timeout, VMRR};
+use crate::common::VMRR;
 
 /// The kvstore-bug trace, recorded once per test binary.
 pub fn trace() -> &'static Path {
-    static TRACE: OnceLock<PathBuf> = OnceLock::new();
-    TRACE.get_or_init(|| {
-        crate::common::require_kvm();
-        let out = std::env::temp_dir().join(format!("vmrr-gdb-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&out);
-        let cluster = Path::new(env!("CARGO_MANIFEST_DIR")).join("clusters/kvstore-bug.toml");
-        run_with_timeout(
-            Command::new(VMRR).arg("record").arg(&cluster).arg("-o").arg(&out),
-            Duration::from_secs(60),
-        )
-        .expect_code(0);
-        out
-    })
+    crate::common::require_kvm();
+    crate::demo::kvstore_bug_trace()
 }
 
 /// The image gdb loads symbols from: the trace's own copy.
@@ -36,17 +24,7 @@ pub fn image() -> PathBuf {
 
 /// Address of `name` in the kvstore image, from its symbol table.
 pub fn symbol(name: &str) -> u64 {
-    let out = Command::new("nm").arg(image()).output().expect("nm");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| {
-            let mut it = l.split_whitespace();
-            let (addr, _, sym) = (it.next()?, it.next()?, it.next()?);
-            (sym == name)
-                .then(|| u64::from_str_radix(addr, 16).ok())
-                .flatten()
-        })
-        .unwrap_or_else(|| panic!("no symbol {name}"))
+    crate::demo::kvstore_symbol(name)
 }
 
 /// A `vmrr gdb` server on a free port, killed when dropped.
