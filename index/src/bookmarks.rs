@@ -3,7 +3,7 @@
 use rusqlite::{ErrorCode, OptionalExtension, Row};
 
 use crate::error::{IndexError, Result, SqlContext};
-use crate::query::get_u64;
+use crate::query::{get_u64, CLUSTER_ORDER};
 use crate::rows::{BookmarkRow, VmId};
 use crate::write::int;
 use crate::Index;
@@ -142,7 +142,7 @@ impl Index {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {BOOKMARK_COLS} FROM bookmarks ORDER BY vtime_ns, vm, icount, id"
+                "SELECT {BOOKMARK_COLS} FROM bookmarks ORDER BY {CLUSTER_ORDER}"
             ))
             .ctx(p, what)?;
         let rows = stmt.query_map([], bookmark_from_row).ctx(p, what)?;

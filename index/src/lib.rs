@@ -28,6 +28,7 @@
 mod bookmarks;
 mod error;
 mod index;
+mod pos;
 mod query;
 mod rows;
 pub mod schema;
@@ -37,8 +38,9 @@ mod write;
 
 pub use error::{IndexError, Result};
 pub use index::{Index, DEFAULT_BATCH_ROWS};
+pub use pos::{Pos, Position};
 pub use rows::{
-    BookmarkRow, CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, Position,
-    SqlRows, SqlValue, UnknownName, VmId, VmRow,
+    BookmarkRow, CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, SqlRows,
+    SqlValue, UnknownName, VmId, VmRow,
 };
 pub use schema::{INDEX_FILE_NAME, SCHEMA_VERSION};

@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 use rusqlite::{OptionalExtension, Row};
 
 use crate::error::{IndexError, Result, SqlContext};
+use crate::pos::Position;
 use crate::rows::{
-    CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, Position, VmId, VmRow,
+    CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, VmId, VmRow,
 };
 use crate::Index;
 
@@ -22,9 +23,9 @@ const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest";
 const VM_COLS: &str = "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \
                        final_vtime_ns, stop";
 
-/// The order of the cluster, ascending.
-const CLUSTER_ORDER: &str = "vtime_ns, vm, icount, id";
-/// The order of the cluster, descending.
+/// The order of the cluster ([`crate::Pos`], then event id), in SQL, ascending.
+pub(crate) const CLUSTER_ORDER: &str = "vtime_ns, vm, icount, id";
+/// The same order, descending.
 const CLUSTER_ORDER_DESC: &str = "vtime_ns DESC, vm DESC, icount DESC, id DESC";
 
 fn unknown_text(col: usize, e: crate::rows::UnknownName) -> rusqlite::Error {
@@ -172,11 +173,6 @@ fn lanes(vms: Option<&[VmId]>, kinds: Option<&[EventKind]>) -> Vec<(&'static str
     }
 }
 
-/// An event's key in the cluster order.
-fn cluster_key(e: &EventRow) -> (u64, VmId, u64, u64) {
-    (e.vtime_ns, e.vm, e.icount, e.id)
-}
-
 /// A direction of search in the cluster order.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
@@ -238,6 +234,45 @@ impl Index {
         Ok(events)
     }
 
+    /// The virtual time at which `vm`, halted at `icount`, woke (its `wake`
+    /// event there), if it did.
+    pub fn wake_at(&self, vm: VmId, icount: u64) -> Result<Option<u64>> {
+        let Ok(icount) = i64::try_from(icount) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events INDEXED BY events_vm_icount \
+             WHERE vm = ?1 AND icount = ?2 AND kind = 'wake' ORDER BY id LIMIT 1"
+        );
+        let found = self.query_events(&sql, (vm, icount), "finding a wake")?;
+        Ok(found.first().map(|e| e.vtime_ns))
+    }
+
+    /// The `frame_sent` or `frame_recv` event of frame `frame` at
+    /// `(vm, icount)`.
+    pub fn frame_event(
+        &self,
+        vm: VmId,
+        icount: u64,
+        kind: EventKind,
+        frame: u64,
+    ) -> Result<Option<EventRow>> {
+        let (Ok(icount), Ok(frame)) = (i64::try_from(icount), i64::try_from(frame)) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events INDEXED BY events_vm_icount \
+             WHERE vm = ?1 AND icount = ?2 AND kind = ?3 AND value = ?4 ORDER BY id LIMIT 1"
+        );
+        Ok(self
+            .query_events(
+                &sql,
+                (vm, icount, kind.as_str(), frame),
+                "finding a frame's event",
+            )?
+            .pop())
+    }
+
     /// Events with `from_ns <= vtime_ns < to_ns` that pass `filter`, at most
     /// `limit` of them (`usize::MAX` for all), in the cluster order
     /// (vtime_ns, vm, icount, id).
@@ -267,7 +302,7 @@ impl Index {
             )?);
         }
         if lanes.len() > 1 {
-            events.sort_by_key(cluster_key);
+            events.sort_by_key(EventRow::position);
             events.truncate(limit);
         }
         Ok(events)
@@ -311,8 +346,8 @@ impl Index {
             (None, list) => list.clone(),
         };
         // Nothing is stored at 2^63 or beyond: saturating keeps the order.
-        let t = i64::try_from(pos.vtime_ns).unwrap_or(i64::MAX);
-        let icount = i64::try_from(pos.icount).unwrap_or(i64::MAX);
+        let t = i64::try_from(pos.pos.vtime_ns).unwrap_or(i64::MAX);
+        let icount = i64::try_from(pos.pos.icount).unwrap_or(i64::MAX);
         // Standing before an instruction = before its events (ids start at 1).
         let id = pos.event.map_or(0, |e| i64::try_from(e).unwrap_or(i64::MAX));
         let (cmp, range, order) = match dir {
@@ -331,18 +366,15 @@ impl Index {
             .collect();
         let mut best: Option<EventRow> = None;
         for sql in lanes {
-            let found = self.query_events(&sql, (t, pos.vm, icount, id), "searching for an event")?;
+            let found = self.query_events(&sql, (t, pos.pos.vm, icount, id), "searching for an event")?;
             for e in found {
-                let key = cluster_key(&e);
+                let key = e.position();
                 let better = match &best {
                     None => true,
-                    Some(b) => {
-                        let bk = cluster_key(b);
-                        match dir {
-                            Direction::Forward => key < bk,
-                            Direction::Backward => key > bk,
-                        }
-                    }
+                    Some(b) => match dir {
+                        Direction::Forward => key < b.position(),
+                        Direction::Backward => key > b.position(),
+                    },
                 };
                 if better {
                     best = Some(e);
@@ -370,6 +402,32 @@ impl Index {
         let mut stmt = self.conn.prepare_cached(sql).ctx(p, what)?;
         let rows = stmt.query_map(params, frame_from_row).ctx(p, what)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().ctx(p, what)
+    }
+
+    /// Up to `limit` frame rows, without their payloads, in send order
+    /// (sent time, id, destination): the edges a timeline draws.
+    pub fn frame_edges(&self, limit: usize) -> Result<Vec<FrameRow>> {
+        let cols = FRAME_COLS.replace("payload", "NULL");
+        let sql = format!("SELECT {cols} FROM frames ORDER BY sent_vtime_ns, id, dst LIMIT ?1");
+        self.query_frames(&sql, [self::limit(limit)], "reading frames")
+    }
+
+    /// The VMs at the other end of a frame event: every receiver of a send
+    /// (several for a flooded frame), the sender of a receipt; none for
+    /// other events.
+    pub fn frame_peers(&self, e: &EventRow) -> Result<Vec<VmId>> {
+        let Some(frame) = e.value else {
+            return Ok(Vec::new());
+        };
+        Ok(match e.kind {
+            EventKind::FrameSent => self
+                .frame_receipts_of_send(frame)?
+                .iter()
+                .map(|f| f.dst)
+                .collect(),
+            EventKind::FrameRecv => self.frame(frame, e.vm)?.map(|f| f.src).into_iter().collect(),
+            _ => Vec::new(),
+        })
     }
 
     /// The frame `id` on its way to `dst`.

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::pos::{Pos, Position};
+
 /// A VM's id: its position in the cluster configuration, the `vms.id` column.
 pub type VmId = u32;
 
@@ -84,6 +86,17 @@ impl EventKind {
     /// The kind whose [`as_str`](Self::as_str) is `s`, if any.
     pub fn parse(s: &str) -> Option<EventKind> {
         EventKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    /// Whether events of this kind happen *between* instructions (a frame
+    /// handed to the NIC, a checkpoint, a fault, the VM stopping) rather than
+    /// being caused by the instruction at their icount. A VM standing at
+    /// icount n has already seen the boundary events at n.
+    pub fn at_boundary(self) -> bool {
+        matches!(
+            self,
+            EventKind::FrameRecv | EventKind::Checkpoint | EventKind::Fault | EventKind::Stop
+        )
     }
 }
 
@@ -183,6 +196,17 @@ impl EventRow {
     /// [`Position`] treat this event itself as already passed.
     pub fn position(&self) -> Position {
         Position::of_event(self)
+    }
+
+    /// The position of the instruction (or boundary) this event belongs to.
+    pub fn pos(&self) -> Pos {
+        Pos::new(self.vm, self.icount, self.vtime_ns)
+    }
+
+    /// Whether this event has happened when the cluster cursor is `cursor`
+    /// (the rule is [`Pos::has_happened`]).
+    pub fn happened_at(&self, cursor: Pos) -> bool {
+        cursor.has_happened(self.pos(), self.kind)
     }
 }
 
@@ -371,48 +395,6 @@ impl EventFilter {
     pub fn matches(&self, event: &EventRow) -> bool {
         self.vms.as_ref().is_none_or(|v| v.contains(&event.vm))
             && self.kinds.as_ref().is_none_or(|k| k.contains(&event.kind))
-    }
-}
-
-/// A point in the cluster's total order of events, which is
-/// (vtime_ns, vm, icount, event id).
-///
-/// [`Position::at`] stands *before* instruction `icount` of `vm` executes, so
-/// the events of that instruction count as after it. [`Position::of_event`]
-/// stands *on* an event: that event and the ones before it are behind.
-/// `vtime_ns` must be the VM's virtual time at `icount` (the index uses it to
-/// seek).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Position {
-    /// Virtual time at the position.
-    pub vtime_ns: u64,
-    /// The VM.
-    pub vm: VmId,
-    /// Its icount.
-    pub icount: u64,
-    /// The event the position stands on, if any.
-    pub event: Option<u64>,
-}
-
-impl Position {
-    /// Before instruction `icount` of `vm`, at virtual time `vtime_ns`.
-    pub fn at(vm: VmId, icount: u64, vtime_ns: u64) -> Position {
-        Position {
-            vtime_ns,
-            vm,
-            icount,
-            event: None,
-        }
-    }
-
-    /// On `event`.
-    pub fn of_event(event: &EventRow) -> Position {
-        Position {
-            vtime_ns: event.vtime_ns,
-            vm: event.vm,
-            icount: event.icount,
-            event: Some(event.id),
-        }
     }
 }
 

@@ -195,7 +195,7 @@ fn next_and_prev_match_brute_force() {
             .with_kinds([EventKind::Console])
             .with_vms([1u32]),
     ];
-    let pos_key = |p: &Position| (p.vtime_ns, p.vm, p.icount, p.event.unwrap_or(0));
+    let pos_key = |p: &Position| (p.pos.vtime_ns, p.pos.vm, p.pos.icount, p.event.unwrap_or(0));
     let mut checked = 0;
     for filter in &filters {
         for scope in [None, Some(0u32), Some(2u32)] {
