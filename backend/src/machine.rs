@@ -282,6 +282,22 @@ impl Machine {
         self.clock.now_ns(self.icount)
     }
 
+    /// Virtual time at which the last executed instruction (number
+    /// `icount - 1`) started; `None` before the first. The clock only moves
+    /// while halted between instructions, so this is the time now minus the
+    /// idle time spent at the current position and minus the instruction's
+    /// own duration. (A run never returns between a wake and the instruction
+    /// it wakes for, so "not halted" means "no idle time here".)
+    pub fn last_start_ns(&self) -> Option<u64> {
+        let last = self.icount.checked_sub(1)?;
+        let idle_here = if self.halted {
+            self.clock.now_ns(self.icount).saturating_sub(self.halt_start_ns)
+        } else {
+            0
+        };
+        Some(self.clock.now_ns(last).saturating_sub(idle_here))
+    }
+
     /// The configuration the VM was built with.
     pub fn config(&self) -> &VmConfig {
         &self.config
@@ -492,7 +508,17 @@ impl Machine {
             }
             self.deliver_timer(now);
             let outcome = if self.halted {
-                self.idle(limit.vtime_ns)
+                match self.idle(limit.vtime_ns) {
+                    // Woken: the interrupt is taken at once, as the loop's next
+                    // round would, so that no stop (a breakpoint at the address
+                    // after `hlt`, which is not what runs next) falls between
+                    // the wake and the instruction it wakes for.
+                    Ok(None) if !self.halted => {
+                        self.deliver_timer(self.clock.now_ns(self.icount));
+                        self.step()
+                    }
+                    other => other,
+                }
             } else {
                 self.step()
             };
