@@ -1,9 +1,10 @@
-//! The cluster (scheduler, switch, links, faults); later recording and
-//! replay, checkpoints and the time-travel `Session`.
+//! The cluster (scheduler, switch, links, faults), recording and replay,
+//! checkpoints and the page store, and the time-travel `Session`.
 //!
 //! Nothing here knows about terminals or gdb packets.
 
 pub mod cluster;
+pub mod describe;
 pub mod session;
 pub mod symbols;
 pub mod trace;

@@ -18,7 +18,8 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::{Direction, Hit, HitKind, Pos, Scope, Session, SessionError, StopReason};
+use super::search::pos_of;
+use super::{Direction, Hit, HitKind, Scope, Session, SessionError, StopReason, VmId};
 use crate::trace::replay::Trace;
 use crate::trace::TraceError;
 use vmrr_backend::Machine;
@@ -35,11 +36,11 @@ pub(super) fn continue_backward(
     cancel: &AtomicBool,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Option<Result<StopReason, SessionError>> {
-    let vms: Vec<usize> = match scope {
+    let vms: Vec<VmId> = match scope {
         Scope::Vm(vm) => vec![vm],
-        Scope::Cluster => (0..s.vm_count()).collect(),
+        Scope::Cluster => s.vm_ids().collect(),
     };
-    let applies = |vm: usize, only: Option<usize>| only.is_none_or(|v| v == vm);
+    let applies = |vm: VmId, only: Option<VmId>| only.is_none_or(|v| v == vm);
     if s.watchpoints()
         .iter()
         .any(|w| vms.iter().any(|&vm| applies(vm, w.vm)))
@@ -52,7 +53,7 @@ pub(super) fn continue_backward(
 fn search(
     s: &mut Session,
     scope: Scope,
-    vms: &[usize],
+    vms: &[VmId],
     cancel: &AtomicBool,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<StopReason, SessionError> {
@@ -76,22 +77,27 @@ fn search(
         }
         let older_than = best.as_ref().map(|b| b.pos.vtime_ns);
         let share = |f: f64| progress((i as f64 + f) / starts.len() as f64);
-        let found = search_vm(s.trace(), vm, from.icount, &bps, jobs, older_than, cancel, &share)?;
+        let found = search_vm(
+            s.trace(),
+            vm as usize,
+            from.icount,
+            &bps,
+            jobs,
+            older_than,
+            cancel,
+            &share,
+        )?;
         if cancel.load(Ordering::Relaxed) {
             return Ok(StopReason::Cancelled);
         }
         if let Some(hit) = found {
-            let better = best
-                .as_ref()
-                .is_none_or(|b| (hit.pos.vtime_ns, hit.pos.vm) > (b.pos.vtime_ns, b.pos.vm));
-            if better {
+            if best.as_ref().is_none_or(|b| hit.pos > b.pos) {
                 best = Some(hit);
             }
         }
     }
     match best {
         Some(hit) => {
-            s.set_focus(hit.pos.vm)?;
             s.goto(hit.pos.vm, hit.pos.icount)?;
             Ok(StopReason::Hit(hit))
         }
@@ -223,11 +229,7 @@ fn scan(
     let hit_at = |m: &Machine| -> Option<Hit> {
         let rip = m.regs().rip;
         (m.icount() < end && !m.is_halted() && bps.binary_search(&rip).is_ok()).then(|| Hit {
-            pos: Pos {
-                vm,
-                icount: m.icount(),
-                vtime_ns: m.vtime_ns(),
-            },
+            pos: pos_of(vm, m),
             kind: HitKind::Breakpoint { addr: rip },
         })
     };

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, OpAccess, Register};
 use vmrr_backend::Machine;
 
-use super::{Breakpoint, Pos, WatchKind, Watchpoint};
+use super::{Breakpoint, Pos, VmId, WatchKind, Watchpoint};
 use crate::trace::replay::Trace;
 use crate::trace::TraceError;
 
@@ -49,6 +49,11 @@ pub struct Hit {
     pub kind: HitKind,
 }
 
+/// Where `m` (the machine of VM `vm`) stands.
+pub(super) fn pos_of(vm: usize, m: &Machine) -> Pos {
+    Pos::new(vm as VmId, m.icount(), m.vtime_ns())
+}
+
 /// The breakpoints and watchpoints that apply to one VM.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Probes {
@@ -61,12 +66,12 @@ impl Probes {
         Probes {
             breakpoints: bps
                 .iter()
-                .filter(|b| b.vm.is_none_or(|v| v == vm))
+                .filter(|b| b.vm.is_none_or(|v| v as usize == vm))
                 .map(|b| b.addr)
                 .collect(),
             watchpoints: wps
                 .iter()
-                .filter(|w| w.vm.is_none_or(|v| v == vm))
+                .filter(|w| w.vm.is_none_or(|v| v as usize == vm))
                 .copied()
                 .collect(),
         }
@@ -163,21 +168,13 @@ fn step_and_check(
     old: &mut [Vec<u8>],
     backward: bool,
 ) -> Result<Option<Hit>, TraceError> {
-    let pre = Pos {
-        vm,
-        icount: m.icount(),
-        vtime_ns: m.vtime_ns(),
-    };
+    let pre = pos_of(vm, m);
     let mut reads = Vec::new();
     if probes.needs_decode() {
         reads = accesses(m);
     }
     trace.run_to(vm, m, next, pre.icount + 1, usize::MAX)?;
-    let post = Pos {
-        vm,
-        icount: m.icount(),
-        vtime_ns: m.vtime_ns(),
-    };
+    let post = pos_of(vm, m);
     let mut hit = None;
     for (i, w) in probes.watchpoints.iter().enumerate() {
         let now = read_watch(m, w);
@@ -236,11 +233,7 @@ pub(super) fn forward_live(
             trace.run_to(vm, m, next, chunk_end, usize::MAX)?;
             if let Some(addr) = m.breakpoint_hit() {
                 m.set_breakpoints(&[]);
-                let pos = Pos {
-                    vm,
-                    icount: m.icount(),
-                    vtime_ns: m.vtime_ns(),
-                };
+                let pos = pos_of(vm, m);
                 return Ok(Some(Hit {
                     pos,
                     kind: HitKind::Breakpoint { addr },
@@ -376,11 +369,7 @@ fn scan_slice(
         // Breakpoints only: let the engine stop at each hit; keep the last.
         let mut last = None;
         let hit_here = |m: &Machine| Hit {
-            pos: Pos {
-                vm,
-                icount: m.icount(),
-                vtime_ns: m.vtime_ns(),
-            },
+            pos: pos_of(vm, m),
             kind: HitKind::Breakpoint { addr: m.regs().rip },
         };
         if m.icount() < end && probes.breakpoints.contains(&m.regs().rip) {
@@ -409,11 +398,7 @@ fn scan_slice(
         // A breakpoint hit is a position before the instruction at it.
         if probes.breakpoints.contains(&m.regs().rip) {
             last = Some(Hit {
-                pos: Pos {
-                    vm,
-                    icount: m.icount(),
-                    vtime_ns: m.vtime_ns(),
-                },
+                pos: pos_of(vm, &m),
                 kind: HitKind::Breakpoint { addr: m.regs().rip },
             });
         }

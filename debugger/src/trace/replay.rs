@@ -204,6 +204,11 @@ impl Trace {
             })
     }
 
+    /// A request that does not fit this trace.
+    pub fn invalid(&self, message: String) -> TraceError {
+        TraceError::Invalid(message)
+    }
+
     /// The checkpoints of `vm`, in icount order.
     pub fn checkpoints(&self, vm: usize) -> &[CheckpointRow] {
         &self.checkpoints[vm]
@@ -228,7 +233,8 @@ impl Trace {
         }
     }
 
-    fn vm_error(&self, vm: usize, e: impl std::fmt::Display) -> TraceError {
+    /// An error of VM `vm`'s replay, naming the VM.
+    pub fn vm_error(&self, vm: usize, e: impl std::fmt::Display) -> TraceError {
         TraceError::Vm {
             vm: self.config.vms[vm].name.clone(),
             message: e.to_string(),
