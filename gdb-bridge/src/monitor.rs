@@ -8,9 +8,10 @@
 //! start does it after every `monitor` command.
 
 use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd};
-use vmrr_debugger::session::{Pos, Session};
-use vmrr_debugger::vtime::{format_ms as fmt_time, parse as parse_time};
-use vmrr_index::{EventFilter, EventKind, EventRow, Position};
+use vmrr_debugger::describe::event_line;
+use vmrr_debugger::session::{Moment, Move, Outcome, Pos, Session, VmId, MOMENT_HELP};
+use vmrr_debugger::vtime::format_ms as fmt_time;
+use vmrr_index::{EventFilter, EventKind};
 
 use crate::target::{lock, tid_of, VmrrTarget};
 
@@ -19,21 +20,21 @@ const MAX_EVENTS: usize = 500;
 
 /// The `monitor help` text.
 pub const HELP: &str = "\
-vmrr monitor commands (VMs are gdb threads: thread N is VM N-1)
+vmrr monitor commands (VMs are gdb threads: thread N is VM N)
   when                         where the focus VM and the cluster cursor stand
   vm                           list the VMs; * marks the focus
-  vm NAME                      make VM NAME the focus (then `thread N` in gdb)
-  goto ICOUNT | goto VM ICOUNT go to an instruction count of the focus VM (or of VM)
-  goto TIME                    go to a virtual time, e.g. 12.5ms, 300us, 2s, 1000ns
-  goto event ID                go to an event (ids are shown by `monitor events`)
-  goto bookmark NAME           go to a bookmark
-  goto start | goto end        the start of the trace, the end of the focus VM
+  vm NAME|N                    make a VM the focus (then `thread N` in gdb)
+  goto MOMENT                  go to a moment: a time (12.5ms), an icount of the
+                               focus VM, VM:ICOUNT (backup2:4500), #EVENT,
+                               start, end, or a bookmark name (spaces allowed)
   events [N] [KIND...] [VM|all]  N events (default 5) each side of the cursor,
                                of the focus VM unless a VM or `all` is given;
                                kinds: console frame_sent frame_recv interrupt marker
                                halt wake tsc rand fault checkpoint stop exit
-  follow                       follow the frame sent or received at the cursor
-  bookmark add NAME [NOTE]     bookmark the focus VM's position (stored in the trace)
+  follow [VM]                  follow the frame sent or received at the cursor
+                               (VM: which receiver of a frame that reached several)
+  bookmark add NAME            bookmark the focus VM's position (stored in the trace);
+  bookmark add \"NAME\" NOTE   with a note after a quoted name
   bookmark list                list bookmarks
   bookmark goto NAME           go to a bookmark
   bookmark delete NAME         delete a bookmark
@@ -56,26 +57,29 @@ fn describe(s: &Session, p: Pos) -> String {
     )
 }
 
-fn fmt_event(s: &Session, e: &EventRow) -> String {
-    let mut detail = String::new();
-    if let Some(t) = &e.text {
-        detail = format!("{:?}", t.trim_end_matches('\n'));
+/// A bookmark name and note: `"late #5" the note` (quoted name, then the
+/// note) or `late #5` (all of it is the name).
+fn name_and_note(text: &str) -> (&str, &str) {
+    for q in ['"', '\''] {
+        if let Some(body) = text.strip_prefix(q) {
+            if let Some((name, note)) = body.split_once(q) {
+                return (name, note.trim());
+            }
+        }
     }
-    if let Some(v) = e.value {
-        detail = if detail.is_empty() {
-            v.to_string()
-        } else {
-            format!("{detail} = {v}")
-        };
+    (text, "")
+}
+
+/// The words after the first `n` of `line`, as typed (spaces kept).
+fn rest(line: &str, n: usize) -> &str {
+    let mut t = line.trim_start();
+    for _ in 0..n {
+        t = t
+            .split_once(char::is_whitespace)
+            .map(|(_, r)| r.trim_start())
+            .unwrap_or("");
     }
-    format!(
-        "#{:<7} {:>17}  {:<10} icount {:>10}  {:<10} {detail}",
-        e.id,
-        fmt_time(e.vtime_ns),
-        s.vm_name(e.vm as usize),
-        e.icount,
-        e.kind.as_str()
-    )
+    t.trim_end()
 }
 
 impl VmrrTarget {
@@ -88,53 +92,68 @@ impl VmrrTarget {
             [] | ["help"] => Ok(HELP.to_string()),
             ["when"] => self.when(&mut s),
             ["vm"] => Ok(list_vms(&s)),
-            ["vm", name] => self.set_vm(&mut s, name),
-            ["goto", args @ ..] => {
-                self.discard_writes(&mut s);
-                goto(&mut s, args).and_then(|_| self.moved(&mut s))
-            }
+            ["vm", ..] => self.set_vm(&mut s, rest(line, 1)),
+            ["goto", ..] => self.go(&mut s, rest(line, 1)),
             ["events", args @ ..] => events(&mut s, args),
-            ["follow"] => {
-                self.discard_writes(&mut s);
-                match s.follow_frame() {
-                    Ok(Some(_)) => self.moved(&mut s),
-                    Ok(None) => Err("no frame was sent or received by the focus VM at the cursor".into()),
-                    Err(e) => Err(err(e)),
-                }
+            ["follow", ..] => {
+                let to = match rest(line, 1) {
+                    "" => None,
+                    name => match s.vm_by_name(name) {
+                        Ok(vm) => Some(vm),
+                        Err(e) => return format!("error: {e}"),
+                    },
+                };
+                self.perform(&mut s, &Move::Follow { event: None, to })
             }
-            ["bookmark", "add", name, note @ ..] => {
-                s.add_bookmark(name, &note.join(" ")).map_err(err).map(|b| {
+            ["bookmark", "add", _, ..] => {
+                let (name, note) = name_and_note(rest(line, 2));
+                s.add_bookmark(name, note).map_err(err).map(|b| {
                     format!(
                         "bookmark '{}': {}",
                         b.name,
-                        describe(
-                            &s,
-                            Pos {
-                                vm: b.vm as usize,
-                                icount: b.icount,
-                                vtime_ns: b.vtime_ns
-                            }
-                        )
+                        describe(&s, Pos::new(b.vm, b.icount, b.vtime_ns))
                     )
                 })
             }
             ["bookmark", "list"] | ["bookmarks"] => list_bookmarks(&s),
-            ["bookmark", "goto", name] => {
-                self.discard_writes(&mut s);
-                s.goto_bookmark(name)
+            ["bookmark", "goto", _, ..] => {
+                let moment = Moment::Bookmark(rest(line, 2).to_string());
+                self.perform(&mut s, &Move::Goto(moment))
+            }
+            ["bookmark", "delete", _, ..] => {
+                let name = rest(line, 2);
+                s.delete_bookmark(name)
                     .map_err(err)
-                    .and_then(|_| self.moved(&mut s))
+                    .map(|_| format!("deleted bookmark '{name}'"))
             }
-            ["bookmark", "delete", name] => s
-                .delete_bookmark(name)
-                .map_err(err)
-                .map(|_| format!("deleted bookmark '{name}'")),
-            ["bookmark", ..] => {
-                Err("usage: bookmark add NAME [NOTE] | list | goto NAME | delete NAME".into())
-            }
+            ["bookmark", ..] => Err("usage: bookmark add NAME | list | goto NAME | delete NAME".into()),
             [other, ..] => Err(format!("unknown command '{other}' (monitor help lists them)")),
         };
         result.unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    fn go(&mut self, s: &mut Session, text: &str) -> Result<String, String> {
+        if text.is_empty() {
+            return Err(format!("usage: goto MOMENT, where MOMENT is {MOMENT_HELP}"));
+        }
+        let moment = Moment::parse(text).map_err(err)?;
+        self.perform(s, &Move::Goto(moment))
+    }
+
+    /// Performs a move, then says where the cursor went.
+    fn perform(&mut self, s: &mut Session, mv: &Move) -> Result<String, String> {
+        self.discard_writes(s);
+        match s.perform(mv, &|_| {}).map_err(err)? {
+            Outcome::Choose(ends) => {
+                let names: Vec<&str> = ends.iter().map(|e| s.vm_name(e.vm)).collect();
+                Err(format!(
+                    "frame #{} reached several VMs: follow one of {}",
+                    ends.first().map(|e| e.frame).unwrap_or(0),
+                    names.join(", ")
+                ))
+            }
+            _ => self.moved(s),
+        }
     }
 
     fn when(&mut self, s: &mut Session) -> Result<String, String> {
@@ -149,11 +168,7 @@ impl VmrrTarget {
     }
 
     fn set_vm(&mut self, s: &mut Session, name: &str) -> Result<String, String> {
-        let vm = match name.parse::<usize>() {
-            // A number is a gdb thread number.
-            Ok(n) if n >= 1 && n <= s.vm_count() => n - 1,
-            _ => s.vm_by_name(name).map_err(err)?,
-        };
+        let vm = s.vm_by_name(name).map_err(err)?;
         s.set_focus(vm).map_err(err)?;
         Ok(format!(
             "focus: {} (in gdb: thread {})",
@@ -174,7 +189,7 @@ impl VmrrTarget {
 }
 
 fn list_vms(s: &Session) -> String {
-    (0..s.vm_count())
+    s.vm_ids()
         .map(|vm| {
             format!(
                 "{} thread {}  {:<12} {} instructions",
@@ -188,91 +203,44 @@ fn list_vms(s: &Session) -> String {
         .join("\n")
 }
 
-fn goto(s: &mut Session, args: &[&str]) -> Result<(), String> {
-    let focus = s.focus();
-    let parse_u64 = |t: &str| t.parse::<u64>().map_err(|_| format!("'{t}' is not a number"));
-    match args {
-        ["start"] => s.goto_vtime(0).map_err(err),
-        ["end"] => s.goto(focus, s.end_icount(focus)).map(|_| ()).map_err(err),
-        ["event", id] => s.goto_event(parse_u64(id)?).map(|_| ()).map_err(err),
-        ["bookmark", name] => s.goto_bookmark(name).map(|_| ()).map_err(err),
-        ["icount", n] => s.goto(focus, parse_u64(n)?).map(|_| ()).map_err(err),
-        ["time", t] => {
-            let t = parse_time(t).ok_or_else(|| format!("'{t}' is not a time: write e.g. 12.5ms"))?;
-            s.goto_vtime(t).map_err(err)
-        }
-        [vm, n] => {
-            let vm = s.vm_by_name(vm).map_err(err)?;
-            let n = parse_u64(n)?;
-            s.set_focus(vm).map_err(err)?;
-            s.goto(vm, n).map(|_| ()).map_err(err)
-        }
-        [one] => match (one.parse::<u64>(), parse_time(one)) {
-            (Ok(n), _) => s.goto(focus, n).map(|_| ()).map_err(err),
-            (_, Some(t)) => s.goto_vtime(t).map_err(err),
-            _ => Err(format!(
-                "'{one}' is neither an instruction count nor a time (e.g. 12.5ms)"
-            )),
-        },
-        _ => Err("usage: goto ICOUNT | VM ICOUNT | TIME | event ID | bookmark NAME | start | end".into()),
-    }
-}
-
 fn events(s: &mut Session, args: &[&str]) -> Result<String, String> {
     let mut count = 5;
     let mut kinds = Vec::new();
-    let mut vm = s.focus();
-    let mut all = false;
+    let mut vm: Option<VmId> = Some(s.focus());
     for a in args {
         if let Ok(n) = a.parse::<usize>() {
             count = n.min(MAX_EVENTS);
         } else if *a == "all" {
-            all = true;
+            vm = None;
         } else if let Some(k) = EventKind::parse(a) {
             kinds.push(k);
-        } else if let Ok(v) = s.vm_by_name(a) {
-            vm = v;
         } else {
-            return Err(format!("'{a}' is not a count, an event kind, a VM or 'all'"));
+            vm = Some(
+                s.vm_by_name(a)
+                    .map_err(|_| format!("'{a}' is neither a count, an event kind, a VM nor `all`"))?,
+            );
         }
     }
-    let here = s.position(vm).map_err(err)?;
     let mut filter = EventFilter::all();
-    if !all {
-        filter = filter.with_vms(vec![vm as u32]);
+    if let Some(vm) = vm {
+        filter = filter.with_vms(vec![vm]);
     }
     if !kinds.is_empty() {
         filter = filter.with_kinds(kinds);
     }
-    let cursor = Position::at(vm as u32, here.icount, here.vtime_ns);
-    let index = s.trace().index();
-    let mut before = Vec::new();
-    let mut at = cursor;
-    while before.len() < count {
-        match index.prev_event_before(None, at, &filter).map_err(err)? {
-            Some(e) => {
-                at = e.position();
-                before.push(e);
-            }
-            None => break,
-        }
-    }
-    before.reverse();
-    let mut after = Vec::new();
-    let mut at = cursor;
-    while after.len() < count {
-        match index.next_event_after(None, at, &filter).map_err(err)? {
-            Some(e) => {
-                at = e.position();
-                after.push(e);
-            }
-            None => break,
-        }
-    }
-    drop(index);
-    let mut lines: Vec<String> = before.iter().map(|e| format!("  {}", fmt_event(s, e))).collect();
+    let here = s.position(s.focus()).map_err(err)?;
+    let (before, after) = s.events_near(&filter, count).map_err(err)?;
+    let width = s.vm_ids().map(|v| s.vm_name(v).len()).max().unwrap_or(4);
+    let line = |e: &vmrr_index::EventRow| {
+        let peers = s.event_peers(e).unwrap_or_default();
+        format!(
+            "  {}",
+            event_line(e, &|v| s.vm_name(v).to_string(), &peers, width)
+        )
+    };
+    let mut lines: Vec<String> = before.iter().map(line).collect();
     lines.push(format!("> cursor: {}", describe(s, here)));
-    lines.extend(after.iter().map(|e| format!("  {}", fmt_event(s, e))));
+    lines.extend(after.iter().map(line));
     Ok(lines.join("\n"))
 }
 
@@ -284,17 +252,16 @@ fn list_bookmarks(s: &Session) -> Result<String, String> {
     Ok(rows
         .iter()
         .map(|b| {
-            let p = Pos {
-                vm: b.vm as usize,
-                icount: b.icount,
-                vtime_ns: b.vtime_ns,
-            };
             let note = if b.note.is_empty() {
                 String::new()
             } else {
                 format!("  {}", b.note)
             };
-            format!("{:<16} {}{note}", b.name, describe(s, p))
+            format!(
+                "{:<16} {}{note}",
+                b.name,
+                describe(s, Pos::new(b.vm, b.icount, b.vtime_ns))
+            )
         })
         .collect::<Vec<_>>()
         .join("\n"))
@@ -312,18 +279,14 @@ impl MonitorCmd for VmrrTarget {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::{name_and_note, rest};
 
     #[test]
-    fn times() {
-        assert_eq!(parse_time("12.5ms"), Some(12_500_000));
-        assert_eq!(parse_time("300us"), Some(300_000));
-        assert_eq!(parse_time("2s"), Some(2_000_000_000));
-        assert_eq!(parse_time("1000ns"), Some(1000));
-        assert_eq!(parse_time("12"), None);
-        assert_eq!(parse_time("-1ms"), None);
-        assert_eq!(parse_time("1e30s"), None);
-        assert_eq!(parse_time("nanms"), None);
-        assert_eq!(fmt_time(122_230_150), "122.230150 ms");
+    fn the_rest_of_a_line_keeps_its_spaces() {
+        assert_eq!(rest("bookmark goto late #5", 2), "late #5");
+        assert_eq!(rest("  goto   backup2:12 ", 1), "backup2:12");
+        assert_eq!(rest("follow", 1), "");
+        assert_eq!(name_and_note("\"late #5\" the note"), ("late #5", "the note"));
+        assert_eq!(name_and_note("late #5"), ("late #5", ""));
     }
 }

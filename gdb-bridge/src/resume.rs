@@ -23,7 +23,7 @@ use gdbstub::target::ext::base::reverse_exec::{
     ReplayLogPosition, ReverseCont, ReverseContOps, ReverseStep, ReverseStepOps,
 };
 use gdbstub::target::ext::breakpoints::WatchKind as GdbWatchKind;
-use vmrr_debugger::session::{Direction, Hit, HitKind, Scope, Session, StopReason, WatchKind};
+use vmrr_debugger::session::{Direction, Hit, HitKind, Scope, Session, StopReason, VmId, WatchKind};
 
 use crate::breakpoints::BreakKind;
 use crate::packets::ThreadRef;
@@ -35,7 +35,7 @@ pub enum Request {
     /// One instruction of one VM.
     Step {
         /// The VM.
-        vm: usize,
+        vm: VmId,
         /// Which way.
         dir: Direction,
     },
@@ -54,26 +54,26 @@ pub enum Outcome {
     /// The step was made.
     Stepped {
         /// The VM stepped.
-        vm: usize,
+        vm: VmId,
     },
     /// A breakpoint or watchpoint was hit (the cursor is there).
     Hit(Hit),
     /// The trace ends this way (the cursor stands at that end).
     End {
         /// The VM gdb is told about.
-        vm: usize,
+        vm: VmId,
         /// Which end.
         dir: Direction,
     },
     /// gdb interrupted the search; the cursor did not move.
     Cancelled {
         /// The VM gdb is told about.
-        vm: usize,
+        vm: VmId,
     },
     /// The session failed; the message is for the user.
     Failed {
         /// The VM gdb is told about.
-        vm: usize,
+        vm: VmId,
         /// What went wrong.
         message: String,
     },
@@ -103,7 +103,7 @@ impl ResumeState {
 pub fn execute(session: &Mutex<Session>, request: Request, progress: &(dyn Fn(f64) + Sync)) -> Outcome {
     let mut s = lock(session);
     let focus = s.focus();
-    let failed = |vm: usize, e: vmrr_debugger::session::SessionError| Outcome::Failed {
+    let failed = |vm: VmId, e: vmrr_debugger::session::SessionError| Outcome::Failed {
         vm,
         message: e.to_string(),
     };
@@ -140,13 +140,13 @@ pub fn execute(session: &Mutex<Session>, request: Request, progress: &(dyn Fn(f6
 
 impl VmrrTarget {
     /// The VM that "any thread" means: the focus.
-    fn focus(&self) -> usize {
+    fn focus(&self) -> VmId {
         lock(&self.session).focus()
     }
 
     /// The VM of a thread gdb named in a resume, or the focus for one that
     /// does not exist.
-    fn vm_or_focus(&self, tid: Tid) -> usize {
+    fn vm_or_focus(&self, tid: Tid) -> VmId {
         self.vm_of(tid).unwrap_or_else(|| self.focus())
     }
 

@@ -14,7 +14,7 @@ use gdbstub::target::ext::breakpoints::BreakpointsOps;
 use gdbstub::target::ext::monitor_cmd::MonitorCmdOps;
 use gdbstub::target::ext::thread_extra_info::{ThreadExtraInfo, ThreadExtraInfoOps};
 use gdbstub::target::{Target, TargetError, TargetResult};
-use vmrr_debugger::session::{Session, SessionError};
+use vmrr_debugger::session::{Session, SessionError, VmId};
 
 use crate::arch::{Regs, VmrrX86_64};
 use crate::breakpoints::PointTable;
@@ -32,8 +32,8 @@ pub(crate) fn lock(session: &Mutex<Session>) -> MutexGuard<'_, Session> {
 }
 
 /// The gdb thread of VM `vm`.
-pub(crate) fn tid_of(vm: usize) -> Tid {
-    Tid::MIN.saturating_add(vm)
+pub(crate) fn tid_of(vm: VmId) -> Tid {
+    Tid::MIN.saturating_add(vm as usize)
 }
 
 /// Whether `addr` is a canonical 48-bit x86-64 address.
@@ -55,7 +55,7 @@ pub(crate) struct VmrrTarget {
     /// The resume request being decoded or waiting to run.
     pub(crate) resume: ResumeState,
     /// VMs whose materialised memory gdb changed.
-    pub(crate) written: BTreeSet<usize>,
+    pub(crate) written: BTreeSet<VmId>,
     /// The thread gdbstub reads registers and memory of (the last `Hg`, or
     /// the thread of the last stop), restored if the stub is rebuilt.
     pub(crate) general: Option<Tid>,
@@ -87,13 +87,13 @@ impl VmrrTarget {
     }
 
     /// The VM of gdb thread `tid`, if there is one.
-    pub(crate) fn vm_of(&self, tid: Tid) -> Option<usize> {
+    pub(crate) fn vm_of(&self, tid: Tid) -> Option<VmId> {
         let vm = tid.get() - 1;
-        (vm < self.vm_count).then_some(vm)
+        (vm < self.vm_count).then_some(vm as VmId)
     }
 
     /// The VM of `tid`, or a non-fatal error for gdb.
-    fn vm_or_err(&self, tid: Tid) -> TargetResult<usize, Self> {
+    fn vm_or_err(&self, tid: Tid) -> TargetResult<VmId, Self> {
         self.vm_of(tid).ok_or(TargetError::NonFatal)
     }
 
@@ -222,7 +222,7 @@ impl MultiThreadBase for VmrrTarget {
     /// VMs in index order, so that gdb numbers its threads like vmrr does
     /// (thread N is VM N-1).
     fn list_active_threads(&mut self, register_thread: &mut dyn FnMut(Tid)) -> Result<(), Self::Error> {
-        (0..self.vm_count).for_each(|vm| register_thread(tid_of(vm)));
+        (0..self.vm_count).for_each(|vm| register_thread(tid_of(vm as VmId)));
         Ok(())
     }
 

@@ -49,7 +49,7 @@ pub fn run(args: &GdbArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.listen, args.port))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
 
-    let focus = session.focus();
+    let focus = session.focus() as usize;
     let image = session
         .trace()
         .dir()
@@ -59,7 +59,8 @@ pub fn run(args: &GdbArgs) -> Result<ExitCode, String> {
     } else {
         session.trace().config().vms[focus].image.clone()
     };
-    let threads: Vec<String> = (0..session.vm_count())
+    let threads: Vec<String> = session
+        .vm_ids()
         .map(|vm| format!("thread {} = {}", vm + 1, session.vm_name(vm)))
         .collect();
     let script = write_script(&args.trace);

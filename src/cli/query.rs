@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use vmrr_debugger::describe::event_line;
 use vmrr_index::{EventFilter, EventKind, Index};
 
 /// Arguments of `vmrr events`.
@@ -94,26 +95,17 @@ pub fn events(args: &EventsArgs) -> Result<ExitCode, String> {
         )
         .map_err(|e| e.to_string())?;
     let width = vms.iter().map(|v| v.name.len()).max().unwrap_or(4);
+    let name = |vm: u32| {
+        vms.iter()
+            .find(|v| v.id == vm)
+            .map(|v| v.name.clone())
+            .unwrap_or_else(|| "?".into())
+    };
     let mut out = String::new();
     for r in rows {
-        let name = vms
-            .iter()
-            .find(|v| v.id == r.vm)
-            .map(|v| v.name.as_str())
-            .unwrap_or("?");
-        let mut detail = String::new();
-        if let Some(t) = &r.text {
-            detail += &format!("{:?}", t.trim_end_matches('\n'));
-        }
-        if let Some(v) = r.value {
-            detail += &format!("{}{v}", if detail.is_empty() { "" } else { " = " });
-        }
-        out += &format!(
-            "{:>14.6} ms  {name:<width$}  {:>10}  {:<10}  {detail}\n",
-            r.vtime_ns as f64 / 1e6,
-            r.icount,
-            r.kind.as_str()
-        );
+        let peers = index.frame_peers(&r).map_err(|e| e.to_string())?;
+        out += &event_line(&r, &name, &peers, width);
+        out.push('\n');
     }
     print!("{out}");
     Ok(ExitCode::SUCCESS)

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use vmrr_debugger::cluster::config::FaultKind;
-use vmrr_debugger::session::{Direction, Session};
+use vmrr_debugger::session::{Direction, FrameEnd, Moment, Move, Scope, Session, VmId};
 use vmrr_debugger::symbols::SymbolTable;
-use vmrr_index::{EventFilter, EventKind, EventRow, Index, Position, SqlValue};
+use vmrr_index::{EventFilter, EventKind, EventRow, FrameFate, Index, Position};
 
 use crate::format;
 use crate::state::{
@@ -79,21 +79,17 @@ pub struct App {
     frames_by_id: HashMap<u64, Vec<usize>>,
     faults: Vec<Mark>,
     symbols: Vec<Arc<SymbolTable>>,
-    /// The event to select once the running job is done (n/p/Enter).
-    select_after: Option<u64>,
+    /// The frame event the last follow started from (to follow it again
+    /// to the receiver the user picks).
+    follow_from: Option<u64>,
+    /// The receivers of a flooded frame the user is asked to pick from.
+    choices: Vec<FrameEnd>,
     last_generation_poll: Instant,
     /// What the timeline's data was read for: (start, span, bookmarks);
     /// moving the cursor inside the window needs no new query.
     timeline_key: Option<(u64, u64, usize)>,
     notices: Option<std::sync::mpsc::Receiver<Message>>,
     quit: bool,
-}
-
-fn int(v: Option<&SqlValue>) -> Option<u64> {
-    match v {
-        Some(SqlValue::Integer(i)) => u64::try_from(*i).ok(),
-        _ => None,
-    }
 }
 
 impl App {
@@ -106,8 +102,8 @@ impl App {
             let rows = trace.index().vms().map_err(|e| e.to_string())?;
             let vms: Vec<VmInfo> = (0..s.vm_count())
                 .map(|vm| VmInfo {
-                    name: s.vm_name(vm).to_string(),
-                    end_icount: s.end_icount(vm),
+                    name: s.vm_name(vm as VmId).to_string(),
+                    end_icount: s.end_icount(vm as VmId),
                     end_vtime: rows
                         .get(vm)
                         .and_then(|r| r.final_vtime_ns)
@@ -172,7 +168,8 @@ impl App {
             frames,
             faults,
             symbols,
-            select_after: None,
+            follow_from: None,
+            choices: Vec::new(),
             last_generation_poll: Instant::now(),
             timeline_key: None,
             notices: options.notices,
@@ -326,7 +323,7 @@ impl App {
             .breakpoints
             .iter()
             .map(|b| {
-                let vm = b.vm.unwrap_or(self.state.snapshot.focus);
+                let vm = b.vm.map(|v| v as usize).unwrap_or(self.state.snapshot.focus);
                 BreakpointInfo {
                     vm,
                     addr: b.addr,
@@ -346,10 +343,8 @@ impl App {
         if self.events_window_misses_cursor() {
             self.reload_events();
         }
-        match self.select_after.take() {
-            Some(id) if self.select_event_id(id) => {}
-            _ => self.select_event_at_cursor(),
-        }
+        self.choices = done.choices;
+        self.select_event_at_cursor();
         self.reload_timeline();
         if let Some(job) = self.pending.pop_front() {
             self.submit(job);
@@ -396,13 +391,24 @@ impl App {
         f
     }
 
-    fn peer_of(&self, e: &EventRow) -> Option<usize> {
-        let rows = self.frames_by_id.get(&e.value?)?;
-        let mut rows = rows.iter().filter_map(|&i| self.frames.get(i));
+    /// The other ends of a frame event: every receiver of a send, the
+    /// sender of a receipt (from the frames read at start).
+    fn peers_of(&self, e: &EventRow) -> Vec<VmId> {
+        let Some(rows) = e.value.and_then(|id| self.frames_by_id.get(&id)) else {
+            return Vec::new();
+        };
+        let rows = rows.iter().filter_map(|&i| self.frames.get(i));
         match e.kind {
-            EventKind::FrameSent => rows.find(|f| f.src == e.vm as usize).map(|f| f.dst),
-            EventKind::FrameRecv => rows.find(|f| f.dst == e.vm as usize).map(|f| f.src),
-            _ => None,
+            EventKind::FrameSent => rows
+                .filter(|f| f.src == e.vm as usize)
+                .map(|f| f.dst as VmId)
+                .collect(),
+            EventKind::FrameRecv => rows
+                .filter(|f| f.dst == e.vm as usize)
+                .map(|f| f.src as VmId)
+                .take(1)
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -428,7 +434,8 @@ impl App {
         let lines: Vec<EventLine> = rows
             .into_iter()
             .map(|event| {
-                let detail = format::detail(&event, &names, self.peer_of(&event));
+                let name = |vm: VmId| names.get(vm as usize).cloned().unwrap_or_else(|| "?".into());
+                let detail = format::event_detail(&event, &name, &self.peers_of(&event));
                 let haystack = format!(
                     "{} {} {} {} {} {}",
                     format::vtime(event.vtime_ns),
@@ -482,8 +489,14 @@ impl App {
         happened(e, &self.state.snapshot)
     }
 
-    /// Selects the last event of the list that has happened at the cursor.
+    /// Selects the event the cursor stands on, else the last event of the
+    /// list that has happened at the cursor.
     fn select_event_at_cursor(&mut self) {
+        if let Some(id) = self.state.snapshot.cursor_event {
+            if self.select_event_id(id) {
+                return;
+            }
+        }
         let ev = &self.state.events;
         let n = ev
             .visible
@@ -713,6 +726,22 @@ impl App {
             self.on_prompt_key(key);
             return;
         }
+        if !self.choices.is_empty() {
+            let choices = std::mem::take(&mut self.choices);
+            if let KeyCode::Char(d @ '1'..='9') = key.code {
+                if let Some(end) = choices.get((d as u8 - b'1') as usize) {
+                    self.submit(Job::Move(Move::Follow {
+                        event: self.follow_from,
+                        to: Some(end.vm),
+                    }));
+                    return;
+                }
+            }
+            self.state.message = None;
+            if key.code == KeyCode::Esc {
+                return;
+            }
+        }
         if self.state.show_help {
             // Any key closes the help; q still quits.
             self.state.show_help = false;
@@ -734,29 +763,41 @@ impl App {
             }
             KeyCode::Char('?') | KeyCode::F(1) => self.state.show_help = true,
             KeyCode::Esc => self.escape(),
-            KeyCode::Left if shift => self.submit(Job::StepCluster(Direction::Backward)),
-            KeyCode::Right if shift => self.submit(Job::StepCluster(Direction::Forward)),
-            KeyCode::Left | KeyCode::Char('h') => self.submit(Job::Step {
-                vm: focus,
+            KeyCode::Left if shift => self.submit(Job::Move(Move::StepCluster(Direction::Backward))),
+            KeyCode::Right if shift => self.submit(Job::Move(Move::StepCluster(Direction::Forward))),
+            KeyCode::Left | KeyCode::Char('h') => self.submit(Job::Move(Move::Step {
+                vm: focus as VmId,
                 dir: Direction::Backward,
-            }),
-            KeyCode::Right | KeyCode::Char('l') => self.submit(Job::Step {
-                vm: focus,
+            })),
+            KeyCode::Right | KeyCode::Char('l') => self.submit(Job::Move(Move::Step {
+                vm: focus as VmId,
                 dir: Direction::Forward,
-            }),
-            KeyCode::Char('H') => self.submit(Job::StepCluster(Direction::Backward)),
-            KeyCode::Char('L') => self.submit(Job::StepCluster(Direction::Forward)),
+            })),
+            KeyCode::Char('H') => self.submit(Job::Move(Move::StepCluster(Direction::Backward))),
+            KeyCode::Char('L') => self.submit(Job::Move(Move::StepCluster(Direction::Forward))),
             KeyCode::Char('n') => self.next_event(true),
             KeyCode::Char('p') => self.next_event(false),
             KeyCode::Char('f') => {
-                let ev = match self.state.list_pane {
-                    ListPane::Events => self.state.events.selected_event().cloned(),
+                let event = match self.state.list_pane {
+                    ListPane::Events => self
+                        .state
+                        .events
+                        .selected_event()
+                        .filter(|e| matches!(e.kind, EventKind::FrameSent | EventKind::FrameRecv))
+                        .map(|e| e.id),
                     ListPane::Bookmarks => None,
                 };
-                self.submit(Job::Follow(ev));
+                self.follow_from = event;
+                self.submit(Job::Move(Move::Follow { event, to: None }));
             }
-            KeyCode::Char('c') => self.submit(Job::Continue(Direction::Forward)),
-            KeyCode::Char('C') => self.submit(Job::Continue(Direction::Backward)),
+            KeyCode::Char('c') => self.submit(Job::Move(Move::Continue {
+                scope: Scope::Vm(focus as VmId),
+                dir: Direction::Forward,
+            })),
+            KeyCode::Char('C') => self.submit(Job::Move(Move::Continue {
+                scope: Scope::Vm(focus as VmId),
+                dir: Direction::Backward,
+            })),
             KeyCode::Char('b') => self.open_prompt(PromptKind::Breakpoint),
             KeyCode::Char('g') => self.open_prompt(PromptKind::Goto),
             KeyCode::Char('m') => self.open_prompt(PromptKind::AddBookmark),
@@ -791,13 +832,12 @@ impl App {
             KeyCode::Enter => match self.state.list_pane {
                 ListPane::Events => {
                     if let Some(e) = self.state.events.selected_event() {
-                        self.select_after = Some(e.id);
-                        self.submit(Job::GotoEvent(e.id));
+                        self.submit(Job::Move(Move::GotoEvent(e.id)));
                     }
                 }
                 ListPane::Bookmarks => {
                     if let Some(b) = self.selected_bookmark() {
-                        self.submit(Job::GotoBookmark(b));
+                        self.submit(Job::Move(Move::Goto(Moment::Bookmark(b))));
                     }
                 }
             },
@@ -812,7 +852,7 @@ impl App {
             KeyCode::Char(d @ '1'..='9') => {
                 let vm = (d as u8 - b'1') as usize;
                 if vm < self.state.vms.len() {
-                    self.submit(Job::SetFocus(vm));
+                    self.submit(Job::SetFocus(vm as VmId));
                 }
             }
             KeyCode::Char('+') | KeyCode::Char('=') => self.zoom(1, 2),
@@ -873,7 +913,7 @@ impl App {
         if n == 0 {
             return;
         }
-        let vm = (self.state.snapshot.focus as i64 + delta).rem_euclid(n) as usize;
+        let vm = (self.state.snapshot.focus as i64 + delta).rem_euclid(n) as VmId;
         self.submit(Job::SetFocus(vm));
     }
 
@@ -901,45 +941,35 @@ impl App {
         }
     }
 
-    /// n / p: the next (previous) event of the list after (before) the cursor.
+    /// n / p: the next (previous) event of the list. Without a search the
+    /// session finds it from the cursor, with the list's filter; with one,
+    /// the list's next (previous) matching line from the selection.
     fn next_event(&mut self, forward: bool) {
-        let ev = &self.state.events;
-        // The first not-yet-happened event, or the last happened one before the selection.
-        let split = ev
-            .visible
-            .partition_point(|&i| ev.lines.get(i).is_some_and(|l| self.happened(&l.event)));
-        let target = if forward {
-            ev.visible.get(split)
+        let dir = if forward {
+            Direction::Forward
         } else {
-            // The selected event is usually the one just behind the cursor: go past it
-            // when the cursor stands right on it.
-            let mut k = split.checked_sub(1);
-            if let Some(j) = k {
-                let at = ev.lines.get(ev.visible[j]).map(|l| &l.event);
-                if at.is_some_and(|e| self.stands_on(e)) {
-                    k = j.checked_sub(1);
-                }
-            }
-            k.and_then(|j| ev.visible.get(j))
+            Direction::Backward
+        };
+        if self.state.events.search.is_empty() {
+            self.submit(Job::Move(Move::Event {
+                dir,
+                filter: self.event_filter(),
+            }));
+            return;
+        }
+        let ev = &self.state.events;
+        let target = match ev.selected {
+            Some(i) if forward => ev.visible.get(i + 1),
+            Some(i) => i.checked_sub(1).and_then(|j| ev.visible.get(j)),
+            None => ev.visible.first(),
         };
         match target.and_then(|&i| ev.lines.get(i)).map(|l| l.event.id) {
-            Some(id) => {
-                self.select_after = Some(id);
-                self.submit(Job::GotoEvent(id));
-            }
+            Some(id) => self.submit(Job::Move(Move::GotoEvent(id))),
             None => self.info(format!(
                 "no {} event in this list",
                 if forward { "later" } else { "earlier" }
             )),
         }
-    }
-
-    /// Whether the cursor stands on `e`: where `goto_event(e)` puts it, or
-    /// just after the instruction that caused it (where following a frame
-    /// back to its send stands), so that `p` moves to another event.
-    fn stands_on(&self, e: &EventRow) -> bool {
-        let s = &self.state.snapshot;
-        e.vm as usize == s.focus && (e.icount == s.icount || e.icount + 1 == s.icount)
     }
 
     fn open_prompt(&mut self, kind: PromptKind) {
@@ -1015,22 +1045,19 @@ impl App {
             PromptKind::Search => {
                 self.state.events.search = p.input;
                 match self.state.events.selected_event().map(|e| e.id) {
-                    Some(id) => {
-                        self.select_after = Some(id);
-                        self.submit(Job::GotoEvent(id));
-                    }
+                    Some(id) => self.submit(Job::Move(Move::GotoEvent(id))),
                     None => self.error(format!("no event matches '{}'", self.state.events.search)),
                 }
             }
-            PromptKind::Goto => match self.parse_goto(&input) {
-                Ok(job) => self.submit(job),
-                Err(e) => self.error(e),
+            PromptKind::Goto => match Moment::parse(&input) {
+                Ok(moment) => self.submit(Job::Move(Move::Goto(moment))),
+                Err(e) => self.error(e.to_string()),
             },
             PromptKind::Breakpoint => {
                 let table = self.symbols.get(focus).cloned().unwrap_or_default();
                 match table.parse_location(&input) {
                     Ok(addr) => self.submit(Job::ToggleBreakpoint {
-                        vm: focus,
+                        vm: focus as VmId,
                         addr,
                         label: input,
                     }),
@@ -1073,81 +1100,29 @@ impl App {
             }
         }
     }
-
-    /// `12.5ms` (time), `45000` (icount of the focus VM), `backup2:45000`, `#123` (event).
-    fn parse_goto(&self, input: &str) -> Result<Job, String> {
-        if let Some(t) = format::parse_vtime(input) {
-            return Ok(Job::GotoVtime(t));
-        }
-        if let Some(id) = input.strip_prefix('#') {
-            return id
-                .trim()
-                .parse()
-                .map(Job::GotoEvent)
-                .map_err(|_| format!("'{input}' is not an event number"));
-        }
-        let (vm, n) = match input.split_once([':', '@']) {
-            Some((name, n)) => {
-                let name = name.trim();
-                let vm = self
-                    .state
-                    .vms
-                    .iter()
-                    .position(|v| v.name == name)
-                    .ok_or_else(|| format!("no VM '{name}'"))?;
-                (vm, n.trim())
-            }
-            None => (self.state.snapshot.focus, input),
-        };
-        let icount: u64 = n
-            .replace('_', "")
-            .parse()
-            .map_err(|_| format!("'{input}' is not a time (12.5ms), an icount, vm:icount or #event"))?;
-        Ok(Job::Goto { vm, icount })
-    }
 }
 
-/// Whether event `e` has happened at the snapshot's cursor: it is before
-/// the focus VM's position in the cluster order (a frame received exactly
-/// at the position was delivered before it, so it counts as happened).
+/// Whether event `e` has happened at the snapshot's cursor (the rule is
+/// the index's: `EventRow::happened_at`).
 pub fn happened(e: &EventRow, s: &crate::state::Snapshot) -> bool {
-    let here = (s.vtime, s.focus as u32, s.icount);
-    let key = (e.vtime_ns, e.vm, e.icount);
-    key < here || (e.vm as usize == s.focus && e.icount == s.icount && e.kind == EventKind::FrameRecv)
+    e.happened_at(s.cursor)
 }
 
 /// Every frame row (one per destination), read once: links of the timeline and peers in the list.
 fn load_frames(index: &Index) -> Result<Vec<FrameInfo>, String> {
-    let rows = index
-        .query_read_only_limited(
-            "SELECT id, src, dst, sent_vtime_ns, recv_vtime_ns, arrival_ns, fate FROM frames \
-             ORDER BY sent_vtime_ns, id, dst",
-            2_000_000,
-        )
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(rows.rows.len());
-    for r in &rows.rows {
-        let (Some(id), Some(src), Some(dst), Some(sent), Some(arrival)) = (
-            int(r.first()),
-            int(r.get(1)),
-            int(r.get(2)),
-            int(r.get(3)),
-            int(r.get(5)),
-        ) else {
-            continue;
-        };
-        let received = matches!(r.get(6), Some(SqlValue::Text(t)) if t == "received");
-        out.push(FrameInfo {
-            id,
-            src: src as usize,
-            dst: dst as usize,
-            sent,
-            recv: int(r.get(4)),
-            arrival,
-            received,
-        });
-    }
-    Ok(out)
+    let rows = index.frame_edges(2_000_000).map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .map(|f| FrameInfo {
+            id: f.id,
+            src: f.src as usize,
+            dst: f.dst as usize,
+            sent: f.sent_vtime_ns,
+            recv: f.recv_vtime_ns,
+            arrival: f.arrival_ns,
+            received: f.fate == FrameFate::Received,
+        })
+        .collect())
 }
 
 /// Positions in `frames` of each frame id's rows.

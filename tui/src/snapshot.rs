@@ -127,8 +127,10 @@ pub fn build(session: &mut Session, symbols: &[Arc<SymbolTable>], mem: &MemSourc
     let focus = session.focus();
     let mut snap = Snapshot {
         generation: session.generation(),
+        cursor: session.cursor(),
+        cursor_event: session.cursor_event(),
         cursor_vtime: session.cursor_vtime(),
-        focus,
+        focus: focus as usize,
         ..Snapshot::default()
     };
     let breakpoints: Vec<u64> = session
@@ -138,12 +140,13 @@ pub fn build(session: &mut Session, symbols: &[Arc<SymbolTable>], mem: &MemSourc
         .map(|b| b.addr)
         .collect();
     let empty = Arc::new(SymbolTable::default());
-    let table = symbols.get(focus).unwrap_or(&empty);
-    match session.machine(focus) {
-        Ok(m) => {
+    let table = symbols.get(focus as usize).unwrap_or(&empty);
+    let pos = session.position(focus);
+    match pos.and_then(|p| session.machine(focus).map(|m| (p, m))) {
+        Ok((pos, m)) => {
             let regs = Regs::from_kvm(&m.regs());
-            snap.icount = m.icount();
-            snap.vtime = m.vtime_ns();
+            snap.icount = pos.icount;
+            snap.vtime = pos.vtime_ns;
             snap.disasm = disassemble(m, table, &breakpoints);
             snap.memory = memory(m, &regs, mem);
             snap.regs = Some(regs);

@@ -6,7 +6,7 @@
 //! Rendering ([`crate::render::render`]) only reads it, so the screen keeps
 //! drawing (with progress) while a long search holds the session.
 
-use vmrr_index::{BookmarkRow, EventKind, EventRow};
+use vmrr_index::{BookmarkRow, EventKind, EventRow, Pos};
 
 /// Names of the registers in [`Regs::values`], in display order.
 pub const REG_NAMES: [&str; 18] = [
@@ -89,7 +89,11 @@ pub struct MemoryView {
 pub struct Snapshot {
     /// The session's generation when this was taken.
     pub generation: u64,
-    /// The cluster cursor.
+    /// The cluster cursor (what has happened is decided against it).
+    pub cursor: Pos,
+    /// The event the cursor stands on, if the last move went to one.
+    pub cursor_event: Option<u64>,
+    /// The cluster cursor's time.
     pub cursor_vtime: u64,
     /// The focus VM.
     pub focus: usize,
@@ -232,7 +236,7 @@ pub struct TimelineState {
 pub struct EventLine {
     /// The event.
     pub event: EventRow,
-    /// What it is about (see [`crate::format::detail`]).
+    /// What it is about (see `vmrr_debugger::describe::event_detail`).
     pub detail: String,
     /// Lower-case text the search matches against.
     pub haystack: String,

@@ -11,9 +11,9 @@ use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use vmrr_debugger::session::{Breakpoint, Direction, HitKind, Scope, Session, StopReason};
+use vmrr_debugger::session::{Breakpoint, Direction, FrameEnd, HitKind, Move, Outcome, Pos, Session, VmId};
 use vmrr_debugger::symbols::SymbolTable;
-use vmrr_index::{EventKind, EventRow, FrameFate};
+use vmrr_index::EventKind;
 
 use crate::snapshot;
 use crate::state::{MemSource, Snapshot};
@@ -23,34 +23,12 @@ use crate::state::{MemSource, Snapshot};
 pub enum Job {
     /// Only rebuild the snapshot (after gdb moved the cursor, or the memory view changed).
     Refresh,
-    /// One instruction of a VM.
-    Step {
-        /// Which VM.
-        vm: usize,
-        /// Which way.
-        dir: Direction,
-    },
-    /// One instruction of the cluster.
-    StepCluster(Direction),
-    /// To an event's position.
-    GotoEvent(u64),
-    /// To a VM's icount (the VM becomes the focus).
-    Goto {
-        /// Which VM.
-        vm: usize,
-        /// Where.
-        icount: u64,
-    },
-    /// To a virtual time.
-    GotoVtime(u64),
-    /// Follow a frame: the given frame event, or the frame at the cursor.
-    Follow(Option<EventRow>),
-    /// Continue (forward or backward) on the focus VM.
-    Continue(Direction),
+    /// A movement of the cursor, performed by the session.
+    Move(Move),
     /// Add a breakpoint, or remove it if it is there.
     ToggleBreakpoint {
         /// Its VM.
-        vm: usize,
+        vm: VmId,
         /// Its address.
         addr: u64,
         /// How the user wrote it (for the message).
@@ -67,10 +45,8 @@ pub enum Job {
     },
     /// Delete a bookmark.
     DeleteBookmark(String),
-    /// Go to a bookmark.
-    GotoBookmark(String),
     /// Change the focus VM.
-    SetFocus(usize),
+    SetFocus(VmId),
 }
 
 impl Job {
@@ -78,27 +54,29 @@ impl Job {
     pub fn label(&self) -> &'static str {
         match self {
             Job::Refresh => "refresh",
-            Job::Step {
+            Job::Move(Move::Step {
                 dir: Direction::Forward,
                 ..
-            } => "step",
-            Job::Step { .. } => "step back",
-            Job::StepCluster(Direction::Forward) => "cluster step",
-            Job::StepCluster(_) => "cluster step back",
-            Job::GotoEvent(_) | Job::Goto { .. } | Job::GotoVtime(_) => "go to",
-            Job::Follow(_) => "follow frame",
-            Job::Continue(Direction::Forward) => "continue",
-            Job::Continue(_) => "reverse-continue",
+            }) => "step",
+            Job::Move(Move::Step { .. }) => "step back",
+            Job::Move(Move::StepCluster(Direction::Forward)) => "cluster step",
+            Job::Move(Move::StepCluster(_)) => "cluster step back",
+            Job::Move(Move::Goto(_) | Move::GotoEvent(_) | Move::Event { .. }) => "go to",
+            Job::Move(Move::Follow { .. }) => "follow frame",
+            Job::Move(Move::Continue {
+                dir: Direction::Forward,
+                ..
+            }) => "continue",
+            Job::Move(Move::Continue { .. }) => "reverse-continue",
             Job::ToggleBreakpoint { .. } => "breakpoint",
             Job::AddBookmark(_) | Job::RenameBookmark { .. } | Job::DeleteBookmark(_) => "bookmark",
-            Job::GotoBookmark(_) => "go to bookmark",
             Job::SetFocus(_) => "focus",
         }
     }
 
     /// Whether it reports progress (a search that can take seconds).
     pub fn has_progress(&self) -> bool {
-        matches!(self, Job::Continue(_))
+        matches!(self, Job::Move(Move::Continue { .. }))
     }
 }
 
@@ -118,6 +96,8 @@ pub struct Done {
     pub job: Job,
     /// What to tell the user (Err: what went wrong).
     pub outcome: Result<String, String>,
+    /// The other ends of a frame the user must choose between (empty: none).
+    pub choices: Vec<FrameEnd>,
     /// The focus VM afterwards.
     pub snapshot: Snapshot,
     /// The session's breakpoints afterwards.
@@ -153,13 +133,14 @@ impl Worker {
                     cell.store(NO_PROGRESS, Ordering::Relaxed);
                     // A panic elsewhere (the gdb thread) must not take the UI down with it.
                     let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
-                    let outcome = execute(&mut s, &req.job, &symbols, &cell);
+                    let (outcome, choices) = execute(&mut s, &req.job, &symbols, &cell);
                     let snapshot = snapshot::build(&mut s, &symbols, &req.mem);
                     let breakpoints = s.breakpoints().to_vec();
                     drop(s);
                     let result = Done {
                         job: req.job,
                         outcome,
+                        choices,
                         snapshot,
                         breakpoints,
                     };
@@ -215,69 +196,40 @@ impl Drop for Worker {
     }
 }
 
-fn describe_pos(s: &Session, vm: usize, icount: u64) -> String {
-    format!("{} @ {icount}", s.vm_name(vm))
+fn describe_pos(s: &Session, p: Pos) -> String {
+    format!("{} @ {}", s.vm_name(p.vm), p.icount)
 }
 
-/// Runs one job; the message says what happened.
+/// Runs one job; the message says what happened. A frame with several
+/// receivers comes back as the choices, for the user to pick one.
 fn execute(
     s: &mut Session,
     job: &Job,
     symbols: &[Arc<SymbolTable>],
     progress: &AtomicU64,
-) -> Result<String, String> {
+) -> (Result<String, String>, Vec<FrameEnd>) {
     let e = |e: vmrr_debugger::session::SessionError| e.to_string();
-    match job {
+    let text = match job {
         Job::Refresh => Ok(String::new()),
-        Job::Step { vm, dir } => match s.step(*vm, *dir).map_err(e)? {
-            Some(_) => Ok(String::new()),
-            None if *dir == Direction::Forward => Ok("at the end of the recording".into()),
-            None => Ok("at the start of the recording".into()),
-        },
-        Job::StepCluster(dir) => match s.step_cluster(*dir).map_err(e)? {
-            Some(p) => Ok(format!("cluster step: {}", describe_pos(s, p.vm, p.icount))),
-            None => Ok("every VM is at the edge of the recording".into()),
-        },
-        Job::GotoEvent(id) => {
-            let p = s.goto_event(*id).map_err(e)?;
-            Ok(format!("at event {id}: {}", describe_pos(s, p.vm, p.icount)))
-        }
-        Job::Goto { vm, icount } => {
-            s.set_focus(*vm).map_err(e)?;
-            let p = s.goto(*vm, *icount).map_err(e)?;
-            Ok(format!("at {}", describe_pos(s, p.vm, p.icount)))
-        }
-        Job::GotoVtime(t) => {
-            s.goto_vtime(*t).map_err(e)?;
-            Ok(format!("at {}", crate::format::vtime(*t)))
-        }
-        Job::Follow(event) => follow(s, event.as_ref()),
-        Job::Continue(dir) => {
-            let vm = s.focus();
+        Job::Move(mv) => {
             let report = |f: f64| progress.store(f.to_bits(), Ordering::Relaxed);
-            let stop = s.continue_(Scope::Vm(vm), *dir, &report).map_err(e)?;
-            Ok(match stop {
-                StopReason::Hit(hit) => {
-                    let what = match &hit.kind {
-                        HitKind::Breakpoint { addr } => {
-                            let name = symbols
-                                .get(hit.pos.vm)
-                                .and_then(|t| t.describe(*addr))
-                                .unwrap_or_else(|| format!("{addr:#x}"));
-                            format!("breakpoint at {name}")
-                        }
-                        HitKind::Watch { watch, .. } => format!("watchpoint {:#x}", watch.addr),
-                    };
-                    format!("{what} hit: {}", describe_pos(s, hit.pos.vm, hit.pos.icount))
+            match s.perform(mv, &report) {
+                Ok(Outcome::Choose(ends)) => {
+                    let names: Vec<String> = ends
+                        .iter()
+                        .enumerate()
+                        .map(|(i, end)| format!("{} {}", i + 1, s.vm_name(end.vm)))
+                        .collect();
+                    let text = format!(
+                        "frame #{} reached several VMs: press {} (Esc: stay)",
+                        ends.first().map(|e| e.frame).unwrap_or(0),
+                        names.join(", ")
+                    );
+                    return (Ok(text), ends);
                 }
-                StopReason::EndOfHistory(Direction::Forward) => {
-                    "no breakpoint hit: at the end of the recording".into()
-                }
-                StopReason::EndOfHistory(Direction::Backward) => {
-                    "no breakpoint hit: at the start of the recording".into()
-                }
-                StopReason::Cancelled => "cancelled; the cursor did not move".into(),
-            })
+                Ok(outcome) => Ok(describe_outcome(s, mv, &outcome, symbols)),
+                Err(err) => Err(e(err)),
+            }
         }
         Job::ToggleBreakpoint { vm, addr, label } => {
             let bp = Breakpoint {
@@ -292,78 +244,75 @@ fn execute(
                 Ok(format!("breakpoint at {label} ({addr:#x}) in {}", s.vm_name(*vm)))
             }
         }
-        Job::AddBookmark(name) => {
-            let b = s.add_bookmark(name, "").map_err(e)?;
-            Ok(format!(
+        Job::AddBookmark(name) => s.add_bookmark(name, "").map_err(e).map(|b| {
+            format!(
                 "bookmark '{}' at {}",
                 b.name,
-                describe_pos(s, b.vm as usize, b.icount)
-            ))
-        }
-        Job::RenameBookmark { old, new } => {
-            s.rename_bookmark(old, new).map_err(e)?;
-            Ok(format!("bookmark '{old}' renamed to '{}'", new.trim()))
-        }
-        Job::DeleteBookmark(name) => {
-            s.delete_bookmark(name).map_err(e)?;
-            Ok(format!("bookmark '{name}' deleted"))
-        }
-        Job::GotoBookmark(name) => {
-            let p = s.goto_bookmark(name).map_err(e)?;
-            Ok(format!(
-                "at bookmark '{name}': {}",
-                describe_pos(s, p.vm, p.icount)
-            ))
-        }
-        Job::SetFocus(vm) => {
-            s.set_focus(*vm).map_err(e)?;
-            Ok(String::new())
-        }
-    }
+                describe_pos(s, Pos::new(b.vm, b.icount, b.vtime_ns))
+            )
+        }),
+        Job::RenameBookmark { old, new } => s
+            .rename_bookmark(old, new)
+            .map_err(e)
+            .map(|_| format!("bookmark '{old}' renamed to '{}'", new.trim())),
+        Job::DeleteBookmark(name) => s
+            .delete_bookmark(name)
+            .map_err(e)
+            .map(|_| format!("bookmark '{name}' deleted")),
+        Job::SetFocus(vm) => s.set_focus(*vm).map_err(e).map(|_| String::new()),
+    };
+    (text, Vec::new())
 }
 
-/// Follows a frame event to its other end: a send to its (first) receipt,
-/// a receipt back to just after its send. Without one, the frame at the
-/// cursor (Session::follow_frame).
-fn follow(s: &mut Session, event: Option<&EventRow>) -> Result<String, String> {
-    let e = |e: vmrr_debugger::session::SessionError| e.to_string();
-    let Some(ev) = event.filter(|ev| matches!(ev.kind, EventKind::FrameSent | EventKind::FrameRecv)) else {
-        return match s.follow_frame().map_err(e)? {
-            Some(p) => Ok(format!(
-                "followed the frame to {}",
-                describe_pos(s, p.vm, p.icount)
-            )),
-            None => Err("no frame is sent or received here: select one in the events list".into()),
-        };
-    };
-    let id = ev.value.unwrap_or(0);
-    let target = {
-        let index = s.trace().index();
-        if ev.kind == EventKind::FrameSent {
-            let rows = index.frame_receipts_of_send(id).map_err(|e| e.to_string())?;
-            match rows.iter().find(|r| r.recv_icount.is_some()) {
-                Some(r) => Ok((r.dst as usize, r.recv_icount.unwrap_or(0), "its receipt")),
-                None => Err(match rows.first() {
-                    Some(r) if r.fate != FrameFate::Received => {
-                        format!("frame #{id} never arrived: {}", r.fate)
-                    }
-                    _ => format!("frame #{id} has no receipt in this trace"),
-                }),
-            }
-        } else {
-            match index.frame(id, ev.vm).map_err(|e| e.to_string())? {
-                // Stand just after the instruction that sent it.
-                Some(r) => Ok((r.src as usize, r.sent_icount + 1, "its send")),
-                None => Err(format!("frame #{id} is not in the frames table")),
+/// What to tell the user about a move's outcome.
+fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, symbols: &[Arc<SymbolTable>]) -> String {
+    match (mv, outcome) {
+        (Move::Step { .. }, Outcome::Moved { .. }) => String::new(),
+        (Move::StepCluster(_), Outcome::Moved { pos, .. }) => {
+            format!("cluster step: {}", describe_pos(s, *pos))
+        }
+        (Move::Follow { .. }, Outcome::Moved { pos, event }) => {
+            let end = event.and_then(|id| s.trace().index().event(id).ok().flatten());
+            match end {
+                Some(e) => format!(
+                    "frame #{}: its {}, {}",
+                    e.value.unwrap_or(0),
+                    if e.kind == EventKind::FrameSent {
+                        "send"
+                    } else {
+                        "receipt"
+                    },
+                    describe_pos(s, *pos)
+                ),
+                None => format!("followed the frame to {}", describe_pos(s, *pos)),
             }
         }
-    };
-    let (vm, icount, what) = target?;
-    let icount = icount.min(s.end_icount(vm));
-    s.set_focus(vm).map_err(e)?;
-    let p = s.goto(vm, icount).map_err(e)?;
-    Ok(format!(
-        "frame #{id}: {what}, {}",
-        describe_pos(s, p.vm, p.icount)
-    ))
+        (_, Outcome::Moved { pos, event: Some(id) }) => format!("at event #{id}: {}", describe_pos(s, *pos)),
+        (_, Outcome::Moved { pos, .. }) => format!("at {}", describe_pos(s, *pos)),
+        (Move::Step { .. } | Move::StepCluster(_), Outcome::End(Direction::Forward)) => {
+            "at the end of the recording".into()
+        }
+        (Move::Step { .. } | Move::StepCluster(_), Outcome::End(Direction::Backward)) => {
+            "at the start of the recording".into()
+        }
+        (_, Outcome::End(Direction::Forward)) => "no breakpoint hit: at the end of the recording".into(),
+        (_, Outcome::End(Direction::Backward)) => "no breakpoint hit: at the start of the recording".into(),
+        (_, Outcome::NoEvent(Direction::Forward)) => "no later event in this list".into(),
+        (_, Outcome::NoEvent(Direction::Backward)) => "no earlier event in this list".into(),
+        (_, Outcome::Cancelled) => "cancelled; the cursor did not move".into(),
+        (_, Outcome::Choose(_)) => String::new(),
+        (_, Outcome::Hit(hit)) => {
+            let what = match &hit.kind {
+                HitKind::Breakpoint { addr } => {
+                    let name = symbols
+                        .get(hit.pos.vm as usize)
+                        .and_then(|t| t.describe(*addr))
+                        .unwrap_or_else(|| format!("{addr:#x}"));
+                    format!("breakpoint at {name}")
+                }
+                HitKind::Watch { watch, .. } => format!("watchpoint {:#x}", watch.addr),
+            };
+            format!("{what} hit: {}", describe_pos(s, hit.pos))
+        }
+    }
 }
