@@ -18,11 +18,10 @@ pub mod machine;
 pub mod memory;
 pub mod quirks;
 pub mod rng;
-pub mod state;
 pub mod vclock;
 
 pub use config::VmConfig;
 pub use error::{Result, VmError};
 pub use events::{Event, EventKind};
-pub use machine::{Machine, RunLimit, Stop};
+pub use machine::{state, Machine, RunLimit, Stop};
 pub use state::MachineState;

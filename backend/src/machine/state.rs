@@ -1,16 +1,21 @@
-//! Capture and restore of a whole VM, and the state hash that proves two
-//! executions reached the same point.
+//! Capture and restore of a whole VM, guest pages and the dirty log for
+//! incremental checkpoints, and the state hash that proves two executions
+//! reached the same point.
+//!
+//! The snapshot types live beside the impl that fills them: a restore has to
+//! set every field of [`Machine`], so the two change together. The crate
+//! re-exports this module as `vmrr_backend::state`.
 
 use kvm_bindings::{
     kvm_debugregs, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs,
 };
 use kvm_ioctls::SyncReg;
 use serde::{Deserialize, Serialize};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
+use super::{Machine, Stop};
 use crate::devices::{Devices, DevicesState};
 use crate::error::{kvm, Result, VmError};
-use crate::machine::{Machine, Stop};
 use crate::memory;
 use crate::rng::SeededRng;
 use crate::vclock::VClock;
@@ -186,6 +191,43 @@ impl Machine {
         self.finished = state.finished.clone();
         self.take_events();
         Ok(())
+    }
+
+    /// Indices of the guest pages written since the last call (by the guest,
+    /// through KVM's dirty log, or by the VMM, through the RAM bitmap), sorted.
+    pub fn take_dirty_pages(&mut self) -> Result<Vec<u64>> {
+        let size = self.config.mem_bytes as usize;
+        let kvm_log = self.vm.get_dirty_log(0, size).map_err(kvm("get dirty log"))?;
+        let mut pages = Vec::new();
+        let host_log: Vec<u64> = self
+            .ram
+            .iter()
+            .next()
+            .map(|r| {
+                let mapping: &vm_memory::MmapRegion<vm_memory::bitmap::AtomicBitmap> = r;
+                mapping.bitmap().get_and_reset()
+            })
+            .unwrap_or_default();
+        let words = kvm_log.len().max(host_log.len());
+        for w in 0..words {
+            let bits = kvm_log.get(w).copied().unwrap_or(0) | host_log.get(w).copied().unwrap_or(0);
+            for b in 0..64 {
+                if bits & (1 << b) != 0 {
+                    let page = (w * 64 + b) as u64;
+                    if page * memory::PAGE_SIZE < self.config.mem_bytes {
+                        pages.push(page);
+                    }
+                }
+            }
+        }
+        Ok(pages)
+    }
+
+    /// Copies guest page `index` into `buf`.
+    pub fn read_page(&self, index: u64, buf: &mut [u8; 4096]) -> Result<()> {
+        self.ram
+            .read_slice(buf, GuestAddress(index * memory::PAGE_SIZE))
+            .map_err(|e| VmError::Memory(format!("reading page {index}: {e}")))
     }
 
     /// Overwrites guest page `index` with `page` (4096 bytes).
