@@ -17,6 +17,7 @@ pub mod floor;
 pub mod machine;
 pub mod memory;
 pub mod quirks;
+pub mod regs;
 pub mod rng;
 pub mod vclock;
 
@@ -24,4 +25,5 @@ pub use config::VmConfig;
 pub use error::{Result, VmError};
 pub use events::{Event, EventKind};
 pub use machine::{state, Machine, RunLimit, Stop};
+pub use regs::{GeneralRegs, Gpr};
 pub use state::MachineState;

@@ -12,6 +12,7 @@ use crate::decode::{self, NextInstr, Peeked};
 use crate::error::{Result, VmError};
 use crate::events::EventKind;
 use crate::quirks::GUEST_BUILD_ADVICE;
+use crate::regs::SubRegister;
 
 /// RFLAGS.CF: `rdrand`/`rdseed` set it to say the value is valid.
 const RFLAGS_CF: u64 = 1 << 0;
@@ -127,10 +128,14 @@ impl Machine {
     }
 
     /// An instruction whose only effect is `value` in register `reg` (and
-    /// `set_flags`, if any, in RFLAGS the way `rdrand` sets them).
+    /// `set_flags`, if any, in RFLAGS the way `rdrand` sets them). A `reg`
+    /// that is not a general register (the decoder never gives one) is left
+    /// alone.
     fn emulate_write_reg(&mut self, len: u64, reg: Register, value: u64, set_flags: u64) {
         let r = &mut self.vcpu.sync_regs_mut().regs;
-        write_gpr(r, reg, value);
+        if let Some(target) = SubRegister::from_iced(reg) {
+            target.write(r, value);
+        }
         if set_flags != 0 {
             r.rflags = (r.rflags & !RFLAGS_RAND_CLEAR) | set_flags;
         }
@@ -198,57 +203,5 @@ impl Machine {
                 hex.join(" ")
             },
         ))
-    }
-}
-
-/// Writes `value` into the general register `reg` with x86 width rules:
-/// 32-bit writes zero the upper half, 8/16-bit writes keep the rest.
-fn write_gpr(r: &mut kvm_bindings::kvm_regs, reg: Register, value: u64) {
-    use iced_x86::Register as R;
-    let full = reg.full_register();
-    let slot = match full {
-        R::RAX => &mut r.rax,
-        R::RBX => &mut r.rbx,
-        R::RCX => &mut r.rcx,
-        R::RDX => &mut r.rdx,
-        R::RSI => &mut r.rsi,
-        R::RDI => &mut r.rdi,
-        R::RSP => &mut r.rsp,
-        R::RBP => &mut r.rbp,
-        R::R8 => &mut r.r8,
-        R::R9 => &mut r.r9,
-        R::R10 => &mut r.r10,
-        R::R11 => &mut r.r11,
-        R::R12 => &mut r.r12,
-        R::R13 => &mut r.r13,
-        R::R14 => &mut r.r14,
-        R::R15 => &mut r.r15,
-        _ => return,
-    };
-    *slot = match reg.size() {
-        8 => value,
-        4 => value & 0xffff_ffff,
-        2 => (*slot & !0xffff) | (value & 0xffff),
-        _ => (*slot & !0xff) | (value & 0xff),
-    };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn register_width_rules() {
-        let mut r = kvm_bindings::kvm_regs {
-            rax: u64::MAX,
-            rcx: u64::MAX,
-            ..Default::default()
-        };
-        write_gpr(&mut r, Register::EAX, 0x1_2345_6789);
-        assert_eq!(r.rax, 0x2345_6789);
-        write_gpr(&mut r, Register::CX, 0x1234);
-        assert_eq!(r.rcx, 0xffff_ffff_ffff_1234);
-        write_gpr(&mut r, Register::R9, 7);
-        assert_eq!(r.r9, 7);
     }
 }

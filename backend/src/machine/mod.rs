@@ -46,6 +46,7 @@ use crate::devices::Devices;
 use crate::events::{Event, EventKind};
 use crate::memory::{self, GuestRam, PagingMode};
 use crate::quirks::HostProfile;
+use crate::regs::GeneralRegs;
 use crate::rng::SeededRng;
 use crate::vclock::VClock;
 
@@ -166,6 +167,13 @@ impl Machine {
     /// The general registers as of the last step.
     pub fn regs(&self) -> kvm_bindings::kvm_regs {
         self.vcpu.sync_regs().regs
+    }
+
+    /// The general registers as of the last step, as plain values in table
+    /// order ([`crate::regs::Gpr::ALL`]): what a view keeps without
+    /// depending on KVM's types.
+    pub fn general_regs(&self) -> GeneralRegs {
+        GeneralRegs::from_kvm(&self.vcpu.sync_regs().regs)
     }
 
     /// The system registers as of the last step.

@@ -17,6 +17,7 @@ use super::{Machine, Stop};
 use crate::devices::{Devices, DevicesState};
 use crate::error::{kvm, Result, VmError};
 use crate::memory;
+use crate::regs::RFLAGS_HOST_BITS;
 use crate::rng::SeededRng;
 use crate::vclock::VClock;
 
@@ -36,9 +37,6 @@ const SAVED_MSRS: [u32; 13] = [
     0x176,       // SYSENTER_EIP
     0xc000_0080, // EFER (also in sregs; kept for completeness)
 ];
-
-/// RFLAGS bits the host debugger owns (TF, RF): not guest state.
-const RFLAGS_HOST_BITS: u64 = (1 << 8) | (1 << 16);
 
 /// Everything of the vCPU that KVM holds.
 #[derive(Serialize, Deserialize)]
