@@ -318,11 +318,9 @@ impl MmioTransport {
             VIRTIO_MMIO_VERSION => MMIO_VERSION,
             VIRTIO_MMIO_DEVICE_ID => dev.device_type(),
             VIRTIO_MMIO_VENDOR_ID => MMIO_VENDOR_ID,
-            VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
-                0 => dev.device_features() as u32,
-                1 => (dev.device_features() >> 32) as u32,
-                _ => 0,
-            },
+            VIRTIO_MMIO_DEVICE_FEATURES => {
+                Half::selected(self.device_features_sel).map_or(0, |half| half.of(dev.device_features()))
+            }
             // Zero tells the driver that the selected queue does not exist.
             VIRTIO_MMIO_QUEUE_NUM_MAX => queue.map_or(0, |q| u32::from(q.max_size())),
             VIRTIO_MMIO_QUEUE_READY => queue.map_or(0, |q| u32::from(q.ready())),
@@ -370,12 +368,12 @@ impl MmioTransport {
             VIRTIO_MMIO_DRIVER_FEATURES => self.write_driver_features(value),
             VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = value,
             VIRTIO_MMIO_QUEUE_NUM => self.configure_queue(|q| q.try_set_size(value as u16), value >> 16 == 0),
-            VIRTIO_MMIO_QUEUE_DESC_LOW => self.set_queue_addr(Ring::Desc, Some(value), None),
-            VIRTIO_MMIO_QUEUE_DESC_HIGH => self.set_queue_addr(Ring::Desc, None, Some(value)),
-            VIRTIO_MMIO_QUEUE_AVAIL_LOW => self.set_queue_addr(Ring::Avail, Some(value), None),
-            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => self.set_queue_addr(Ring::Avail, None, Some(value)),
-            VIRTIO_MMIO_QUEUE_USED_LOW => self.set_queue_addr(Ring::Used, Some(value), None),
-            VIRTIO_MMIO_QUEUE_USED_HIGH => self.set_queue_addr(Ring::Used, None, Some(value)),
+            VIRTIO_MMIO_QUEUE_DESC_LOW => self.set_queue_addr(Ring::Desc, Half::Low, value),
+            VIRTIO_MMIO_QUEUE_DESC_HIGH => self.set_queue_addr(Ring::Desc, Half::High, value),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => self.set_queue_addr(Ring::Avail, Half::Low, value),
+            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => self.set_queue_addr(Ring::Avail, Half::High, value),
+            VIRTIO_MMIO_QUEUE_USED_LOW => self.set_queue_addr(Ring::Used, Half::Low, value),
+            VIRTIO_MMIO_QUEUE_USED_HIGH => self.set_queue_addr(Ring::Used, Half::High, value),
             VIRTIO_MMIO_QUEUE_READY => self.write_queue_ready(mem, value),
             // Without VIRTIO_F_NOTIFICATION_DATA the value is the queue index.
             // Before DRIVER_OK buffers must not be used (§3.1.1): ignore it;
@@ -395,12 +393,10 @@ impl MmioTransport {
         if self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
             return;
         }
-        let shift = match self.driver_features_sel {
-            0 => 0,
-            1 => 32,
-            _ => return,
+        let Some(half) = Half::selected(self.driver_features_sel) else {
+            return;
         };
-        self.driver_features = (self.driver_features & !(0xffff_ffff << shift)) | (u64::from(value) << shift);
+        self.driver_features = half.replace(self.driver_features, value);
     }
 
     /// The Status register (§2.1, §3.1.1).
@@ -463,7 +459,7 @@ impl MmioTransport {
 
     /// Sets one half of a ring address of the selected queue; the queue
     /// checks the alignment the spec requires (16, 2 and 4 bytes).
-    fn set_queue_addr(&mut self, ring: Ring, low: Option<u32>, high: Option<u32>) {
+    fn set_queue_addr(&mut self, ring: Ring, half: Half, value: u32) {
         self.configure_queue(
             |q| {
                 let current = match ring {
@@ -471,9 +467,7 @@ impl MmioTransport {
                     Ring::Avail => q.avail_ring(),
                     Ring::Used => q.used_ring(),
                 };
-                let low = low.map_or(current & 0xffff_ffff, u64::from);
-                let high = high.map_or(current >> 32, u64::from);
-                let addr = GuestAddress((high << 32) | low);
+                let addr = GuestAddress(half.replace(current, value));
                 match ring {
                     Ring::Desc => q.try_set_desc_table_address(addr),
                     Ring::Avail => q.try_set_avail_ring_address(addr),
@@ -583,6 +577,47 @@ impl MmioTransport {
             irq_pending: state.irq_pending,
             queues,
         }
+    }
+}
+
+/// Which 32-bit half of a 64-bit value a register transfers. The 64-bit
+/// values of the transport (device and driver features, ring addresses)
+/// are all reached 32 bits at a time: features through a select register,
+/// ring addresses through LOW/HIGH register pairs.
+#[derive(Clone, Copy)]
+enum Half {
+    /// Bits 0..32.
+    Low,
+    /// Bits 32..64.
+    High,
+}
+
+impl Half {
+    /// The half a features-select register picks: word 0 or 1; higher
+    /// words do not exist (they read as zero and ignore writes).
+    fn selected(sel: u32) -> Option<Half> {
+        match sel {
+            0 => Some(Half::Low),
+            1 => Some(Half::High),
+            _ => None,
+        }
+    }
+
+    fn shift(self) -> u32 {
+        match self {
+            Half::Low => 0,
+            Half::High => 32,
+        }
+    }
+
+    /// This half of `value`.
+    fn of(self, value: u64) -> u32 {
+        (value >> self.shift()) as u32
+    }
+
+    /// `current` with this half replaced by `value`.
+    fn replace(self, current: u64, value: u32) -> u64 {
+        (current & !(0xffff_ffff << self.shift())) | (u64::from(value) << self.shift())
     }
 }
 
