@@ -16,7 +16,7 @@ use crate::config::VmConfig;
 use crate::cpuid;
 use crate::devices::virtio_net::VirtioNet;
 use crate::devices::Devices;
-use crate::error::{kvm, Result, VmError};
+use crate::error::{guest_memory, kvm, Result, VmError};
 use crate::memory::{self, GuestRam};
 use crate::quirks::HostProfile;
 use crate::rng::SeededRng;
@@ -100,7 +100,7 @@ impl Machine {
         let _ = vm.set_tss_address(0xfffb_d000);
         let host = ram
             .get_host_address(GuestAddress(0))
-            .map_err(|e| VmError::Memory(format!("no host mapping: {e}")))?;
+            .map_err(guest_memory("no host mapping"))?;
         let region = kvm_userspace_memory_region {
             slot: 0,
             // Dirty logging lets checkpoints store only the pages written since the last one.

@@ -15,7 +15,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::{Machine, Stop};
 use crate::devices::{Devices, DevicesState};
-use crate::error::{kvm, Result, VmError};
+use crate::error::{guest_memory, kvm, Result, VmError};
 use crate::memory;
 use crate::regs::RFLAGS_HOST_BITS;
 use crate::rng::SeededRng;
@@ -91,7 +91,7 @@ impl Machine {
         state.memory = vec![0u8; size];
         self.ram
             .read_slice(&mut state.memory, GuestAddress(0))
-            .map_err(|e| VmError::Memory(format!("reading RAM: {e}")))?;
+            .map_err(guest_memory("reading RAM"))?;
         Ok(state)
     }
 
@@ -108,7 +108,10 @@ impl Machine {
                 })
                 .collect::<Vec<_>>(),
         )
-        .map_err(|e| VmError::Memory(format!("MSR list: {e:?}")))?;
+        .map_err(|source| VmError::KvmList {
+            context: "guest memory: MSR list",
+            source,
+        })?;
         let n = self.vcpu.get_msrs(&mut msrs).map_err(kvm("get MSRs"))?;
         let vcpu = VcpuState {
             // The engine's copies: they include emulated steps not yet pushed to KVM.
@@ -152,7 +155,7 @@ impl Machine {
         self.restore_core(state)?;
         self.ram
             .write_slice(ram, GuestAddress(0))
-            .map_err(|e| VmError::Memory(format!("writing RAM: {e}")))?;
+            .map_err(guest_memory("writing RAM"))?;
         // The restore itself is not a change since this state.
         self.take_dirty_pages()?;
         Ok(())
@@ -167,7 +170,10 @@ impl Machine {
         // SAFETY: the xsave area was produced by KVM_GET_XSAVE for a vCPU with the same CPUID.
         unsafe { self.vcpu.set_xsave(&v.xsave) }.map_err(kvm("set xsave"))?;
         self.vcpu.set_xcrs(&v.xcrs).map_err(kvm("set xcrs"))?;
-        let msrs = Msrs::from_entries(&v.msrs).map_err(|e| VmError::Restore(format!("MSR list: {e:?}")))?;
+        let msrs = Msrs::from_entries(&v.msrs).map_err(|source| VmError::KvmList {
+            context: "cannot restore state: MSR list",
+            source,
+        })?;
         self.vcpu.set_msrs(&msrs).map_err(kvm("set MSRs"))?;
         self.vcpu
             .set_vcpu_events(&v.events)
@@ -225,14 +231,14 @@ impl Machine {
     pub fn read_page(&self, index: u64, buf: &mut [u8; 4096]) -> Result<()> {
         self.ram
             .read_slice(buf, GuestAddress(index * memory::PAGE_SIZE))
-            .map_err(|e| VmError::Memory(format!("reading page {index}: {e}")))
+            .map_err(guest_memory(format!("reading page {index}")))
     }
 
     /// Overwrites guest page `index` with `page` (4096 bytes).
     pub fn write_page(&mut self, index: u64, page: &[u8]) -> Result<()> {
         self.ram
             .write_slice(page, GuestAddress(index * memory::PAGE_SIZE))
-            .map_err(|e| VmError::Memory(format!("writing page {index}: {e}")))
+            .map_err(guest_memory(format!("writing page {index}")))
     }
 
     /// A blake3 hash of everything the guest can observe: registers, system
@@ -253,8 +259,7 @@ impl Machine {
             &sync.sregs,
             self.devices.state(),
         );
-        let bytes =
-            serde_json::to_vec(&engine).map_err(|e| VmError::Memory(format!("hashing state: {e}")))?;
+        let bytes = serde_json::to_vec(&engine).map_err(|source| VmError::HashState { source })?;
         h.update(&bytes);
         let size = memory::ram_size(&self.ram);
         let mut chunk = vec![0u8; 1 << 20];
@@ -263,7 +268,7 @@ impl Machine {
             let n = chunk.len().min((size - at) as usize);
             self.ram
                 .read_slice(&mut chunk[..n], GuestAddress(at))
-                .map_err(|e| VmError::Memory(format!("hashing RAM: {e}")))?;
+                .map_err(guest_memory("hashing RAM"))?;
             h.update(&chunk[..n]);
             at += n as u64;
         }
