@@ -24,14 +24,15 @@ fn fail(msg: String) -> ! {
 }
 
 fn plain_run(config: &ClusterConfig) -> (f64, u64) {
-    let mut cluster = Cluster::new(config.clone(), ClusterOptions::default()).unwrap_or_else(|e| fail(e));
+    let mut cluster =
+        Cluster::new(config.clone(), ClusterOptions::default()).unwrap_or_else(|e| fail(e.to_string()));
     let started = Instant::now();
     cluster
         .run(|c| {
             drop(c.take_events());
             true
         })
-        .unwrap_or_else(|e| fail(e));
+        .unwrap_or_else(|e| fail(e.to_string()));
     let steps = (0..config.vms.len()).map(|i| cluster.machine(i).icount()).sum();
     (started.elapsed().as_secs_f64(), steps)
 }

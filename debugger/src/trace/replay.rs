@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use vmrr_backend::regs::{GeneralRegs, Gpr, RFLAGS_HOST_BITS};
-use vmrr_backend::{Machine, RunLimit, Stop, VmConfig};
+use vmrr_backend::{Machine, RunLimit, Stop, VmConfig, VmError};
 use vmrr_index::{CheckpointRow, EventFilter, EventKind, EventRow, Index};
 
 use super::checkpoint::{CheckpointFile, PageMap};
@@ -229,10 +229,11 @@ impl Trace {
         }
     }
 
-    fn vm_error(&self, vm: usize, e: impl std::fmt::Display) -> TraceError {
+    /// An engine error of VM `vm`, named.
+    fn vm_error(&self, vm: usize, source: VmError) -> TraceError {
         TraceError::Vm {
             vm: self.config.vms[vm].name.clone(),
-            message: e.to_string(),
+            source,
         }
     }
 
