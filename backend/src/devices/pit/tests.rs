@@ -2,6 +2,7 @@
 //! snapshots, and a fuzzer.
 
 use super::*;
+use crate::rng::SeededRng;
 
 /// Count for a 1000 Hz tick, as Linux computes it (rounded).
 const HZ_1000_COUNT: u16 = 1193;
@@ -402,30 +403,17 @@ fn state_round_trip_gives_identical_future() {
     assert_eq!(a.state(), b.state());
 }
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-}
-
 /// Random port traffic at random (mostly increasing) times: never a
 /// panic, and `next_irq_ns` always agrees with `take_irqs`.
 #[test]
 fn fuzz_never_panics_and_stays_consistent() {
-    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    let mut rng = SeededRng::new(0x2545_f491_4f6c_dd1d);
     let ports = [0x40u16, 0x41, 0x42, 0x43, 0x43, 0x61, 0x44];
     for _ in 0..32 {
         let mut pit = Pit::new();
         let mut now: u64 = 0;
         for _ in 0..3_000 {
-            let r = rng.next();
+            let r = rng.next_u64();
             now = match r % 50 {
                 0 => now.saturating_sub(r >> 40),
                 1 => u64::MAX - (r >> 50),

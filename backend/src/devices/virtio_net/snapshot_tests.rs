@@ -8,6 +8,8 @@ use virtio_bindings::virtio_config::{VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_
 use virtio_bindings::virtio_mmio::*;
 use vm_memory::GuestAddress;
 
+use crate::rng::SeededRng;
+
 fn clone_ram(mem: &GuestRam) -> GuestRam {
     let mut bytes = vec![0u8; MEM_SIZE];
     mem.read_slice(&mut bytes, GuestAddress(0)).unwrap();
@@ -22,24 +24,8 @@ fn ram_bytes(mem: &GuestRam) -> Vec<u8> {
     bytes
 }
 
-/// A deterministic xorshift64 generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// A mixed workload of well-formed traffic; returns what was observed.
-fn workload(d: &mut Driver, rng: &mut Rng, steps: usize) -> Vec<String> {
+fn workload(d: &mut Driver, rng: &mut SeededRng, steps: usize) -> Vec<String> {
     let mut log = Vec::new();
     for i in 0..steps {
         match rng.below(6) {
@@ -67,7 +53,7 @@ fn workload(d: &mut Driver, rng: &mut Rng, steps: usize) -> Vec<String> {
 #[test]
 fn state_round_trip_behaves_identically() {
     let mut a = Driver::ready(8);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = SeededRng::new(0x9e37_79b9_7f4a_7c15);
     workload(&mut a, &mut rng, 300);
     // Leave something in every part of the state.
     for i in 0..3 {
@@ -91,7 +77,8 @@ fn state_round_trip_behaves_identically() {
         q: a.q.clone(),
     };
     assert_eq!(b.net.state(), state);
-    let mut rng_b = Rng(rng.0);
+    // The same generator state, so both sides see the same traffic.
+    let mut rng_b = rng;
     let log_a = workload(&mut a, &mut rng, 2000);
     let log_b = workload(&mut b, &mut rng_b, 2000);
     assert_eq!(log_a, log_b);
@@ -152,7 +139,7 @@ const REGS: [u32; 24] = [
 /// Random register traffic, ring and descriptor corruption, traffic and
 /// snapshots, from a fixed seed. Returns a digest of everything seen.
 fn fuzz(seed: u64, steps: usize) -> (VirtioNetState, Vec<u8>, Vec<String>) {
-    let mut rng = Rng(seed);
+    let mut rng = SeededRng::new(seed);
     let mut d = Driver::ready(if seed & 1 == 0 { 16 } else { 256 });
     let mut log = Vec::new();
     for i in 0..steps {
@@ -161,7 +148,7 @@ fn fuzz(seed: u64, steps: usize) -> (VirtioNetState, Vec<u8>, Vec<String>) {
                 let reg = REGS[rng.below(REGS.len() as u64) as usize];
                 // Small values hit the interesting cases more often.
                 let value = match rng.below(4) {
-                    0 => rng.next() as u32,
+                    0 => rng.next_u64() as u32,
                     1 => 1 << rng.below(32),
                     _ => rng.below(8) as u32,
                 };
@@ -170,7 +157,7 @@ fn fuzz(seed: u64, steps: usize) -> (VirtioNetState, Vec<u8>, Vec<String>) {
             2 => {
                 let off = rng.below(0x1010);
                 let len = [1usize, 2, 3, 4, 8][rng.below(5) as usize];
-                let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                 d.net.mmio_write(&d.mem, off, &bytes);
                 let mut back = vec![0u8; len];
                 d.net.mmio_read(off, &mut back);
@@ -182,7 +169,7 @@ fn fuzz(seed: u64, steps: usize) -> (VirtioNetState, Vec<u8>, Vec<String>) {
                 let vq = &d.q[q];
                 let span = vq.used + 6 + 8 * u64::from(vq.size) - vq.desc;
                 let at = vq.desc + rng.below(span);
-                let v = rng.next();
+                let v = rng.next_u64();
                 let _ = match rng.below(3) {
                     0 => d.mem.write_obj(v as u8, GuestAddress(at)),
                     1 => d.mem.write_obj(v as u16, GuestAddress(at)),
@@ -196,12 +183,12 @@ fn fuzz(seed: u64, steps: usize) -> (VirtioNetState, Vec<u8>, Vec<String>) {
                 let bufs: Vec<Buf> = (0..n)
                     .map(|_| Buf {
                         addr: match rng.below(3) {
-                            0 => rng.next(),
+                            0 => rng.next_u64(),
                             1 => rng.below(MEM_SIZE as u64 + 0x1000),
                             _ => u64::MAX - rng.below(4096),
                         },
                         len: match rng.below(3) {
-                            0 => rng.next() as u32,
+                            0 => rng.next_u64() as u32,
                             _ => rng.below(2048) as u32,
                         },
                         writable: rng.below(2) == 0,
@@ -211,7 +198,7 @@ fn fuzz(seed: u64, steps: usize) -> (VirtioNetState, Vec<u8>, Vec<String>) {
                 // Sometimes corrupt flags/next of the head.
                 if rng.below(2) == 0 {
                     let at = d.q[usize::from(q)].desc + 16 * u64::from(head) + 12;
-                    let _ = d.mem.write_obj(rng.next() as u32, GuestAddress(at));
+                    let _ = d.mem.write_obj(rng.next_u64() as u32, GuestAddress(at));
                 }
                 d.notify(q);
             }
@@ -277,20 +264,20 @@ fn fuzz_never_panics_and_is_deterministic() {
 #[test]
 fn fuzz_from_random_state_never_panics() {
     // Snapshots a guest can never produce (e.g. a hand-edited checkpoint).
-    let mut rng = Rng(42);
+    let mut rng = SeededRng::new(42);
     let mem = ram();
     for _ in 0..2000 {
         let mut s = Driver::ready(16).net.state();
         for q in &mut s.transport.queues {
-            q.max_size = rng.next() as u16;
-            q.size = rng.next() as u16;
-            q.desc_table = rng.next();
-            q.avail_ring = rng.next() & !1;
-            q.used_ring = rng.next();
-            q.next_avail = rng.next() as u16;
-            q.next_used = rng.next() as u16;
+            q.max_size = rng.next_u64() as u16;
+            q.size = rng.next_u64() as u16;
+            q.desc_table = rng.next_u64();
+            q.avail_ring = rng.next_u64() & !1;
+            q.used_ring = rng.next_u64();
+            q.next_avail = rng.next_u64() as u16;
+            q.next_used = rng.next_u64() as u16;
         }
-        s.transport.queue_sel = rng.next() as u32;
+        s.transport.queue_sel = rng.next_u64() as u32;
         s.backlog = (0..rng.below(300))
             .map(|i| frame(i as u32, rng.below(3000) as usize))
             .collect();

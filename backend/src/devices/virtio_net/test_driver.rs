@@ -11,6 +11,8 @@ use virtio_bindings::virtio_mmio::*;
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
+use crate::rng::SeededRng;
+
 /// Size of the test guest's RAM.
 pub(super) const MEM_SIZE: usize = 4 << 20;
 pub(super) const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -71,17 +73,17 @@ pub(super) struct Driver {
     pub(super) q: [Vq; 2],
 }
 
+/// Frame number `seq` of `len` bytes (cut short below the 14-byte header):
+/// to the card's MAC, EtherType 0x88b5, and a payload drawn from a generator
+/// seeded with `seq`, so different frames differ.
 pub(super) fn frame(seq: u32, len: usize) -> Vec<u8> {
     let mut f = Vec::with_capacity(len);
     f.extend_from_slice(&MAC);
     f.extend_from_slice(&[0x52, 0x54, 0, 0, 0, 1]);
     f.extend_from_slice(&[0x88, 0xb5]);
-    let mut x = seq.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut payload = SeededRng::new(u64::from(seq));
     while f.len() < len {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        f.push(x as u8);
+        f.push(payload.next_u64() as u8);
     }
     f.truncate(len);
     f
