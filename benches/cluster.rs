@@ -26,14 +26,14 @@ fn cluster_rate(config: &ClusterConfig, jobs: usize) -> f64 {
         jobs,
         ..ClusterOptions::default()
     };
-    let mut cluster = Cluster::new(config.clone(), options).unwrap_or_else(|e| fail(e));
+    let mut cluster = Cluster::new(config.clone(), options).unwrap_or_else(|e| fail(e.to_string()));
     let started = Instant::now();
     cluster
         .run(|c| {
             drop(c.take_events());
             true
         })
-        .unwrap_or_else(|e| fail(e));
+        .unwrap_or_else(|e| fail(e.to_string()));
     let secs = started.elapsed().as_secs_f64();
     let steps: u64 = (0..config.vms.len()).map(|i| cluster.machine(i).icount()).sum();
     steps as f64 / secs

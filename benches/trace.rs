@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use vmrr_backend::rng::SeededRng;
 use vmrr_debugger::cluster::{Cluster, ClusterConfig, ClusterOptions};
 use vmrr_debugger::trace::pages::dir_bytes;
 use vmrr_debugger::trace::record::{record, RecordOptions};
@@ -24,14 +25,15 @@ fn fail(msg: String) -> ! {
 }
 
 fn plain_run(config: &ClusterConfig) -> (f64, u64) {
-    let mut cluster = Cluster::new(config.clone(), ClusterOptions::default()).unwrap_or_else(|e| fail(e));
+    let mut cluster =
+        Cluster::new(config.clone(), ClusterOptions::default()).unwrap_or_else(|e| fail(e.to_string()));
     let started = Instant::now();
     cluster
         .run(|c| {
             drop(c.take_events());
             true
         })
-        .unwrap_or_else(|e| fail(e));
+        .unwrap_or_else(|e| fail(e.to_string()));
     let steps = (0..config.vms.len()).map(|i| cluster.machine(i).icount()).sum();
     (started.elapsed().as_secs_f64(), steps)
 }
@@ -82,14 +84,11 @@ fn main() {
     let per_m = |b: u64| b as f64 / (steps as f64 / 1e6) / 1e6;
 
     let trace = Trace::open(&out, false).unwrap_or_else(|e| fail(e.to_string()));
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = SeededRng::new(0x9e37_79b9_7f4a_7c15);
     let mut seek_ms = Vec::new();
     for _ in 0..SEEKS {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let vm = (x % 3) as usize;
-        let icount = (x >> 8) % (trace.end_icount(vm) + 1);
+        let vm = rng.below(3) as usize;
+        let icount = rng.below(trace.end_icount(vm) + 1);
         let started = Instant::now();
         let machine = trace.seek(vm, icount).unwrap_or_else(|e| fail(e.to_string()));
         seek_ms.push(started.elapsed().as_secs_f64() * 1e3);

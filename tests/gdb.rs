@@ -11,6 +11,7 @@ mod gdb_support;
 use std::time::{Duration, Instant};
 
 use gdb_support::{hex, symbol, trace, unhex, Raw, Server};
+use vmrr_backend::rng::SeededRng;
 use vmrr_debugger::session::Session;
 
 /// VM index of backup2 (gdb thread 3), where the kvstore bug shows.
@@ -474,69 +475,59 @@ fn startup_prints_the_attach_command() {
     );
 }
 
-/// A deterministic generator for the fuzz.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
+/// One of `items`, chosen by the fuzz's generator.
+fn pick<'a>(rng: &mut SeededRng, items: &[&'a str]) -> &'a str {
+    items[rng.below(items.len() as u64) as usize]
 }
 
 /// Packets a client might send by mistake or malice (never a resume: that
 /// would run the target, which is tested elsewhere).
-fn fuzz_packet(rng: &mut XorShift) -> Vec<u8> {
-    let num = |rng: &mut XorShift| -> String {
-        match rng.next() % 6 {
+fn fuzz_packet(rng: &mut SeededRng) -> Vec<u8> {
+    let num = |rng: &mut SeededRng| -> String {
+        match rng.below(6) {
             0 => "0".into(),
             1 => "ffffffffffffffff".into(),
             2 => "1122334455667788990011".into(),
-            3 => format!("{:x}", rng.next()),
-            4 => format!("{:x}", rng.next() % 0x20_0000),
+            3 => format!("{:x}", rng.next_u64()),
+            4 => format!("{:x}", rng.below(0x20_0000)),
             _ => "-1".into(),
         }
     };
-    match rng.next() % 14 {
+    match rng.below(14) {
         0 => {
-            let n = rng.next() % 64;
-            (0..n).map(|_| (rng.next() % 256) as u8).collect()
+            let n = rng.below(64);
+            (0..n).map(|_| rng.below(256) as u8).collect()
         }
         1 => format!("m{},{}", num(rng), num(rng)).into_bytes(),
         2 => format!(
             "M{},{}:{}",
             num(rng),
             num(rng),
-            rng.pick(&["", "00", "zz", "0102030405"])
+            pick(rng, &["", "00", "zz", "0102030405"])
         )
         .into_bytes(),
         3 => {
             let mut p = format!("X{},{}:", num(rng), num(rng)).into_bytes();
-            p.extend((0..rng.next() % 16).map(|_| (rng.next() % 256) as u8));
+            p.extend((0..rng.below(16)).map(|_| rng.below(256) as u8));
             p
         }
         4 => format!(
             "{}{},{},{}",
-            rng.pick(&["Z", "z"]),
-            rng.next() % 6,
+            pick(rng, &["Z", "z"]),
+            rng.below(6),
             num(rng),
             num(rng)
         )
         .into_bytes(),
         5 => format!(
             "H{}{}",
-            rng.pick(&["g", "c", "x", ""]),
-            rng.pick(&["0", "-1", "p1.2", "p1.-1", "99", "p0.0", "zz", ""])
+            pick(rng, &["g", "c", "x", ""]),
+            pick(rng, &["0", "-1", "p1.2", "p1.-1", "99", "p0.0", "zz", ""])
         )
         .into_bytes(),
-        6 => rng
-            .pick(&[
+        6 => pick(
+            rng,
+            &[
                 "g",
                 "G00",
                 "p10",
@@ -549,39 +540,44 @@ fn fuzz_packet(rng: &mut XorShift) -> Vec<u8> {
                 "Tp1.2",
                 "vCont?",
                 "vMustReplyEmpty",
-            ])
-            .as_bytes()
-            .to_vec(),
+            ],
+        )
+        .as_bytes()
+        .to_vec(),
         7 => format!("qXfer:features:read:target.xml:{},{}", num(rng), num(rng)).into_bytes(),
         8 => format!(
             "qXfer:{}:read::{},{}",
-            rng.pick(&["memory-map", "threads", "auxv", "x"]),
+            pick(rng, &["memory-map", "threads", "auxv", "x"]),
             num(rng),
             num(rng)
         )
         .into_bytes(),
         9 => format!(
             "qRcmd,{}",
-            rng.pick(&[
-                "",
-                "zz",
-                "6",
-                &hex("goto"),
-                &hex("goto #99999999"),
-                &hex("vm nobody"),
-                &hex("events 100000 all"),
-                &hex("bookmark goto nowhere")
-            ])
+            pick(
+                rng,
+                &[
+                    "",
+                    "zz",
+                    "6",
+                    &hex("goto"),
+                    &hex("goto #99999999"),
+                    &hex("vm nobody"),
+                    &hex("events 100000 all"),
+                    &hex("bookmark goto nowhere")
+                ]
+            )
         )
         .into_bytes(),
         10 => format!("qThreadExtraInfo,{}", num(rng)).into_bytes(),
         11 => format!(
             "qSupported:{}",
-            rng.pick(&["multiprocess+", "xmlRegisters=i386", "=", ";;;"])
+            pick(rng, &["multiprocess+", "xmlRegisters=i386", "=", ";;;"])
         )
         .into_bytes(),
-        12 => rng
-            .pick(&[
+        12 => pick(
+            rng,
+            &[
                 "vCont;x",
                 "vCont;s",
                 "vCont;r0,1:1",
@@ -593,10 +589,11 @@ fn fuzz_packet(rng: &mut XorShift) -> Vec<u8> {
                 "!",
                 "A",
                 "",
-            ])
-            .as_bytes()
-            .to_vec(),
-        _ => format!("{}", rng.next()).into_bytes(),
+            ],
+        )
+        .as_bytes()
+        .to_vec(),
+        _ => format!("{}", rng.next_u64()).into_bytes(),
     }
 }
 
@@ -622,10 +619,10 @@ fn malformed_packets_never_stop_the_server() {
         false
     };
     assert!(probe(&mut raw));
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = SeededRng::new(0x9e37_79b9_7f4a_7c15);
     for round in 0..300 {
         let packet = fuzz_packet(&mut rng);
-        match rng.next() % 8 {
+        match rng.below(8) {
             // Broken framing: bad checksum, truncated, stray bytes, NAKs, a '$' mid-packet.
             0 => {
                 let mut bad = gdb_support::frame(&packet);

@@ -9,6 +9,7 @@ mod demo;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use vmrr_backend::rng::SeededRng;
 use vmrr_debugger::trace::replay::Trace;
 
 fn vmrr(args: &[&str]) -> Output {
@@ -136,14 +137,11 @@ fn perturbed_input_is_reported_at_the_right_vm_and_icount() {
 fn seeking_anywhere_equals_a_straight_replay() {
     let trace = Trace::open(recorded(), false).expect("open");
     // 100 positions spread over the three VMs from a fixed-seed generator.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = SeededRng::new(0x2545_f491_4f6c_dd1d);
     let mut positions: Vec<(usize, u64)> = (0..100)
         .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let vm = (x % 3) as usize;
-            (vm, (x >> 8) % (trace.end_icount(vm) + 1))
+            let vm = rng.below(3) as usize;
+            (vm, rng.below(trace.end_icount(vm) + 1))
         })
         .collect();
     positions.sort();

@@ -12,7 +12,7 @@ use linux_loader::loader::elf::Elf;
 use linux_loader::loader::KernelLoader;
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::error::{Result, VmError};
+use crate::error::{guest_memory, Result, VmError};
 use crate::memory::GuestRam;
 
 /// Where `hvm_start_info` goes (below 1 MiB, away from the kernel).
@@ -223,13 +223,18 @@ pub fn load_kernel(ram: &GuestRam, path: &Path, mem_bytes: u64, cmdline: &str) -
         path: path.to_path_buf(),
         source,
     })?;
-    let loaded = Elf::load(ram, None, &mut file, Some(GuestAddress(KERNEL_MIN_ADDR)))
-        .map_err(|e| bad(path, format!("linux-loader rejected it: {e}")))?;
+    let loaded = Elf::load(ram, None, &mut file, Some(GuestAddress(KERNEL_MIN_ADDR))).map_err(|source| {
+        VmError::Loader {
+            path: path.to_path_buf(),
+            source,
+            fix: FIX,
+        }
+    })?;
 
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);
     ram.write_slice(&bytes, GuestAddress(CMDLINE_ADDR))
-        .map_err(|e| VmError::Memory(format!("writing the command line: {e}")))?;
+        .map_err(guest_memory("writing the command line"))?;
 
     let memmap = [
         hvm_memmap_table_entry {
@@ -261,8 +266,7 @@ pub fn load_kernel(ram: &GuestRam, path: &Path, mem_bytes: u64, cmdline: &str) -
     };
     let mut params = BootParams::new(&start_info, GuestAddress(START_INFO_ADDR));
     params.set_sections(&memmap, GuestAddress(MEMMAP_ADDR));
-    PvhBootConfigurator::write_bootparams(&params, ram)
-        .map_err(|e| VmError::Memory(format!("writing hvm_start_info: {e}")))?;
+    PvhBootConfigurator::write_bootparams(&params, ram).map_err(|source| VmError::BootParams { source })?;
     Ok(BootInfo {
         entry,
         kernel_end: loaded.kernel_end,

@@ -127,7 +127,10 @@ pub fn to_kvm(table: &[CpuidLeaf]) -> Result<CpuId> {
             ..Default::default()
         })
         .collect();
-    CpuId::from_entries(&entries).map_err(|e| VmError::Config(format!("CPUID table: {e:?}")))
+    CpuId::from_entries(&entries).map_err(|source| VmError::KvmList {
+        context: "invalid VM configuration: CPUID table",
+        source,
+    })
 }
 
 #[cfg(test)]

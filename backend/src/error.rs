@@ -45,6 +45,58 @@ pub enum VmError {
     /// Guest memory could not be created or accessed.
     #[error("guest memory: {0}")]
     Memory(String),
+    /// Reading or writing guest memory failed.
+    #[error("guest memory: {what}: {source}")]
+    GuestMemory {
+        /// What was being read or written.
+        what: String,
+        /// What vm-memory said.
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+    /// Guest RAM could not be allocated.
+    #[error("guest memory: cannot allocate {bytes} bytes: {source}")]
+    Allocate {
+        /// The size asked for.
+        bytes: u64,
+        /// What vm-memory said.
+        #[source]
+        source: vm_memory::mmap::FromRangesError,
+    },
+    /// linux-loader refused to load the image.
+    #[error("guest image {path}: linux-loader rejected it: {source}. {fix}")]
+    Loader {
+        /// The image path.
+        path: PathBuf,
+        /// What linux-loader said.
+        #[source]
+        source: linux_loader::loader::Error,
+        /// How to make a bootable image.
+        fix: &'static str,
+    },
+    /// The PVH start info could not be written into guest memory.
+    #[error("guest memory: writing hvm_start_info: {source}")]
+    BootParams {
+        /// What linux-loader said.
+        #[source]
+        source: linux_loader::configurator::Error,
+    },
+    /// A list handed to KVM (CPUID entries, MSRs) is longer than KVM takes.
+    #[error("{context}: {source:?}")]
+    KvmList {
+        /// The kind of error and the list, e.g. "cannot restore state: MSR list".
+        context: &'static str,
+        /// What the list wrapper said.
+        #[source]
+        source: vmm_sys_util::fam::Error,
+    },
+    /// The engine's state could not be serialised for the state hash.
+    #[error("guest memory: hashing state: {source}")]
+    HashState {
+        /// What serde_json said.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The guest ran something this host cannot execute deterministically.
     #[error("{0}")]
     Unsupported(String),
@@ -59,4 +111,34 @@ pub type Result<T> = std::result::Result<T, VmError>;
 /// Wraps a KVM ioctl error with the name of the operation.
 pub(crate) fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
     move |source| VmError::Kvm { what, source }
+}
+
+/// Wraps a guest-memory error with what was being read or written.
+pub(crate) fn guest_memory(what: impl Into<String>) -> impl FnOnce(vm_memory::GuestMemoryError) -> VmError {
+    let what = what.into();
+    move |source| VmError::GuestMemory { what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn wrapped_errors_stay_reachable_and_messages_keep_their_text() {
+        let e = guest_memory("reading page 7")(vm_memory::GuestMemoryError::InvalidGuestAddress(
+            vm_memory::GuestAddress(0x7000),
+        ));
+        assert!(e.to_string().starts_with("guest memory: reading page 7: "), "{e}");
+        let source = e.source().expect("the vm-memory error is kept");
+        assert!(source.downcast_ref::<vm_memory::GuestMemoryError>().is_some());
+
+        let e = VmError::KvmList {
+            context: "cannot restore state: MSR list",
+            source: vmm_sys_util::fam::Error::SizeLimitExceeded,
+        };
+        assert_eq!(e.to_string(), "cannot restore state: MSR list: SizeLimitExceeded");
+        assert!(e.source().is_some());
+    }
 }

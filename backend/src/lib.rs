@@ -17,12 +17,13 @@ pub mod floor;
 pub mod machine;
 pub mod memory;
 pub mod quirks;
+pub mod regs;
 pub mod rng;
-pub mod state;
 pub mod vclock;
 
 pub use config::VmConfig;
 pub use error::{Result, VmError};
 pub use events::{Event, EventKind};
-pub use machine::{Machine, RunLimit, Stop};
+pub use machine::{state, Machine, RunLimit, Stop};
+pub use regs::{GeneralRegs, Gpr};
 pub use state::MachineState;

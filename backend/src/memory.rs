@@ -16,7 +16,7 @@ pub const PAGE_SIZE: u64 = 4096;
 pub fn create_ram(bytes: u64) -> Result<GuestRam> {
     let len = usize::try_from(bytes).map_err(|_| VmError::Memory("size too large".into()))?;
     GuestMemoryMmap::from_ranges(&[(GuestAddress(0), len)])
-        .map_err(|e| VmError::Memory(format!("cannot allocate {bytes} bytes: {e}")))
+        .map_err(|source| VmError::Allocate { bytes, source })
 }
 
 /// Size of the single RAM region.

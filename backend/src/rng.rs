@@ -22,6 +22,13 @@ impl SeededRng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+
+    /// The next value reduced to `0..n`, for tests and benchmarks that pick
+    /// at random (the small modulo bias does not matter there). `n` must
+    /// not be zero.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
 }
 
 #[cfg(test)]
@@ -36,5 +43,12 @@ mod tests {
         let (x, y, z) = (a.next_u64(), b.next_u64(), c.next_u64());
         assert_eq!(x, y);
         assert_ne!(x, z);
+    }
+
+    #[test]
+    fn below_stays_below() {
+        let mut r = SeededRng::new(1);
+        assert!((0..1000).all(|_| r.below(7) < 7));
+        assert_eq!(r.below(1), 0);
     }
 }

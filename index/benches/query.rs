@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection};
+use vmrr_backend::rng::SeededRng;
 use vmrr_index::{
     CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, Index, Position, VmRow,
 };
@@ -25,22 +26,6 @@ const CHECKPOINT_EVERY_NS: u64 = 10_000_000;
 const QUERIES: usize = 200;
 const WINDOW_NS: u64 = 1_000_000;
 
-/// xorshift64*: a fixed, seeded sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 struct Trace {
     events: Vec<EventRow>,
     frames: Vec<FrameRow>,
@@ -51,7 +36,7 @@ struct Trace {
 /// A plausible recording: per-VM event streams merged in the cluster order,
 /// a frame row for each send, a checkpoint per VM every 10 ms.
 fn synthesize() -> Trace {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = SeededRng::new(0x9e37_79b9_7f4a_7c15);
     let per_vm = EVENTS / VMS as usize;
     let mut events = Vec::with_capacity(EVENTS);
     let mut frames = Vec::new();
@@ -75,7 +60,7 @@ fn synthesize() -> Trace {
                     vm,
                     icount: cp_icount,
                     vtime_ns: next_cp.min(vtime),
-                    state_hash: format!("{:016x}", rng.next()),
+                    state_hash: format!("{:016x}", rng.next_u64()),
                     manifest: format!("cp-{vm}-{cp_icount}.manifest"),
                 });
                 next_cp += CHECKPOINT_EVERY_NS;
@@ -134,7 +119,7 @@ fn synthesize() -> Trace {
                     kind: EventKind::Rand,
                     ..e
                 }
-                .with_value(rng.next()),
+                .with_value(rng.next_u64()),
                 94 => EventRow {
                     kind: EventKind::Marker,
                     ..e
@@ -368,7 +353,7 @@ fn main() {
     let open_time = open_start.elapsed();
 
     // windows: warm the cache once, then measure
-    let mut rng = Rng(7);
+    let mut rng = SeededRng::new(7);
     let windows: Vec<u64> = (0..QUERIES)
         .map(|_| rng.below(trace.end_ns - WINDOW_NS))
         .collect();

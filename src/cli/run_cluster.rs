@@ -46,7 +46,7 @@ pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, String> {
             .unwrap_or(u64::MAX),
         host_jitter: args.host_jitter,
     };
-    let mut cluster = Cluster::new(config, options)?;
+    let mut cluster = Cluster::new(config, options).map_err(|e| e.to_string())?;
     let mut lines = LineAssembler {
         partial: vec![Vec::new(); names.len()],
     };
@@ -66,7 +66,8 @@ pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, String> {
         }
         let _ = out.flush();
         true
-    })?;
+    });
+    let stop = stop.map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64();
 
     let mut total_steps = 0;

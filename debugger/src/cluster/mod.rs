@@ -11,4 +11,6 @@ pub mod scheduler;
 pub mod switch;
 
 pub use config::{ClusterConfig, ConfigError};
-pub use scheduler::{Cluster, ClusterEvent, ClusterOptions, ClusterStop, FrameFate, FrameRecord};
+pub use scheduler::{
+    Cluster, ClusterError, ClusterEvent, ClusterOptions, ClusterStop, FrameFate, FrameRecord,
+};

@@ -93,6 +93,22 @@ pub struct FrameRecord {
     pub len: usize,
 }
 
+/// What stops a cluster from being built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A VM could not be built, or its engine stopped with an error (an
+    /// instruction this host cannot step, a KVM failure): a fault of the
+    /// run, not of anything recorded.
+    #[error("VM '{vm}': {source}")]
+    Vm {
+        /// The VM's name.
+        vm: String,
+        /// What the engine said.
+        #[source]
+        source: VmError,
+    },
+}
+
 /// Why the cluster stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterStop {
@@ -200,13 +216,15 @@ impl Node {
 
 impl Cluster {
     /// Builds every VM of `config` (each with a NIC) at its entry point.
-    pub fn new(config: ClusterConfig, options: ClusterOptions) -> Result<Cluster, String> {
+    pub fn new(config: ClusterConfig, options: ClusterOptions) -> Result<Cluster, ClusterError> {
         let mut nodes = Vec::new();
         for spec in &config.vms {
             let mut vm_config = spec.config.clone();
             vm_config.nic_mac = Some(spec.mac);
-            let machine =
-                Machine::new(&spec.image, vm_config).map_err(|e| format!("VM '{}': {e}", spec.name))?;
+            let machine = Machine::new(&spec.image, vm_config).map_err(|source| ClusterError::Vm {
+                vm: spec.name.clone(),
+                source,
+            })?;
             nodes.push(Node {
                 machine,
                 inbox: VecDeque::new(),
@@ -264,7 +282,10 @@ impl Cluster {
     /// Runs windows until the cluster stops, calling `on_window` after each
     /// barrier (for output, recording); it returns false to stop early.
     /// Errors name the VM.
-    pub fn run(&mut self, mut on_window: impl FnMut(&mut Cluster) -> bool) -> Result<ClusterStop, String> {
+    pub fn run(
+        &mut self,
+        mut on_window: impl FnMut(&mut Cluster) -> bool,
+    ) -> Result<ClusterStop, ClusterError> {
         loop {
             let stop = self.step_window()?;
             let go_on = on_window(self);
@@ -283,7 +304,7 @@ impl Cluster {
     }
 
     /// Runs one window and its barrier. Returns the stop, if the cluster is done.
-    pub fn step_window(&mut self) -> Result<Option<ClusterStop>, String> {
+    pub fn step_window(&mut self) -> Result<Option<ClusterStop>, ClusterError> {
         if self.now_ns >= self.options.max_vtime_ns {
             return Ok(Some(ClusterStop::TimeLimit));
         }
@@ -293,8 +314,11 @@ impl Cluster {
             .min(self.options.max_vtime_ns);
         self.run_nodes(end);
         for (i, node) in self.nodes.iter_mut().enumerate() {
-            if let Some(e) = node.error.take() {
-                return Err(format!("VM '{}': {e}", self.config.vms[i].name));
+            if let Some(source) = node.error.take() {
+                return Err(ClusterError::Vm {
+                    vm: self.config.vms[i].name.clone(),
+                    source,
+                });
             }
         }
         self.barrier();

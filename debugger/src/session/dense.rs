@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use vmrr_backend::{Machine, MachineState};
+use vmrr_backend::{Machine, MachineState, VmError};
 
 use crate::trace::replay::Trace;
 use crate::trace::TraceError;
@@ -35,10 +35,11 @@ pub(super) struct DenseCache {
     live_dirty: BTreeSet<u64>,
 }
 
-fn vm_err(trace: &Trace, vm: usize, e: impl std::fmt::Display) -> TraceError {
+/// An engine error of VM `vm`, named.
+fn vm_err(trace: &Trace, vm: usize, source: VmError) -> TraceError {
     TraceError::Vm {
         vm: trace.config().vms[vm].name.clone(),
-        message: e.to_string(),
+        source,
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, OpAccess, Register};
+use vmrr_backend::regs::SubRegister;
 use vmrr_backend::Machine;
 
 use super::{Breakpoint, Pos, VmId, WatchKind, Watchpoint};
@@ -99,39 +100,19 @@ fn accesses(m: &Machine) -> Vec<(u64, u64, bool, bool)> {
     let instr = decoder.decode();
     let mut factory = InstructionInfoFactory::new();
     let info = factory.info(&instr);
+    // Address registers: any width of a GPR or RIP, and segment bases
+    // (only FS and GS have one in long mode).
     let value = |reg: Register| -> Option<u64> {
         use Register as R;
-        let full = reg.full_register();
-        let v = match full {
-            R::RAX => regs.rax,
-            R::RBX => regs.rbx,
-            R::RCX => regs.rcx,
-            R::RDX => regs.rdx,
-            R::RSI => regs.rsi,
-            R::RDI => regs.rdi,
-            R::RSP => regs.rsp,
-            R::RBP => regs.rbp,
-            R::R8 => regs.r8,
-            R::R9 => regs.r9,
-            R::R10 => regs.r10,
-            R::R11 => regs.r11,
-            R::R12 => regs.r12,
-            R::R13 => regs.r13,
-            R::R14 => regs.r14,
-            R::R15 => regs.r15,
-            R::RIP => regs.rip,
-            R::FS => sregs.fs.base,
-            R::GS => sregs.gs.base,
-            R::ES | R::CS | R::SS | R::DS => 0,
-            R::None => 0,
-            _ => return None,
-        };
-        Some(match reg.size() {
-            4 => v & 0xffff_ffff,
-            2 => v & 0xffff,
-            1 => v & 0xff,
-            _ => v,
-        })
+        if let Some(part) = SubRegister::from_iced(reg) {
+            return Some(part.read(&regs));
+        }
+        match reg {
+            R::FS => Some(sregs.fs.base),
+            R::GS => Some(sregs.gs.base),
+            R::ES | R::CS | R::SS | R::DS | R::None => Some(0),
+            _ => None,
+        }
     };
     let mut out = Vec::new();
     for mem in info.used_memory() {

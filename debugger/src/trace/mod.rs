@@ -20,7 +20,9 @@ pub use record::image_path;
 
 use std::path::{Path, PathBuf};
 
-use crate::cluster::ConfigError;
+use vmrr_backend::VmError;
+
+use crate::cluster::{ClusterError, ConfigError};
 
 /// File names inside a trace.
 pub const CLUSTER_FILE: &str = "cluster.toml";
@@ -66,14 +68,19 @@ pub enum TraceError {
         /// The recorded hash.
         recorded: String,
     },
-    /// A VM could not be built or run.
-    #[error("VM '{vm}': {message}")]
+    /// A VM could not be built or run (a fault of the run, not of the trace).
+    #[error("VM '{vm}': {source}")]
     Vm {
         /// Its name.
         vm: String,
-        /// What went wrong.
-        message: String,
+        /// What the engine said.
+        #[source]
+        source: VmError,
     },
+    /// The cluster being recorded failed. (The "VM 'cluster'" prefix is
+    /// what recording has always printed before the cluster's own message.)
+    #[error("VM 'cluster': {0}")]
+    Cluster(#[from] ClusterError),
     /// The request does not fit the trace (unknown VM, position past the end...).
     #[error("{0}")]
     Invalid(String),
@@ -92,4 +99,23 @@ impl TraceError {
 pub fn file_hash(path: &Path) -> Result<String, TraceError> {
     let bytes = std::fs::read(path).map_err(|e| TraceError::io(path, e))?;
     Ok(blake3::hash(&bytes).to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[test]
+    fn a_cluster_failure_keeps_the_engine_error() {
+        let e = TraceError::from(ClusterError::Vm {
+            vm: "primary".into(),
+            source: VmError::Unsupported("cannot step this".into()),
+        });
+        assert_eq!(e.to_string(), "VM 'cluster': VM 'primary': cannot step this");
+        let cluster = e.source().expect("the cluster error");
+        let engine = cluster.source().and_then(|s| s.downcast_ref::<VmError>());
+        assert!(matches!(engine, Some(VmError::Unsupported(_))), "{engine:?}");
+    }
 }

@@ -211,9 +211,9 @@ impl Recorder {
     /// Checkpoints VM `vm` where it stands: core state, changed pages, file, index row.
     fn checkpoint(&mut self, vm: usize, machine: &mut Machine) -> Result<(), TraceError> {
         let name = self.names[vm].clone();
-        let err = |e: vmrr_backend::VmError| TraceError::Vm {
+        let err = |source: vmrr_backend::VmError| TraceError::Vm {
             vm: name.clone(),
-            message: e.to_string(),
+            source,
         };
         let icount = machine.icount();
         if self.vms[vm].last_checkpoint == Some(icount) {
@@ -377,10 +377,7 @@ pub fn record(
         max_vtime_ns: options.max_vtime_ns,
         host_jitter: false,
     };
-    let mut cluster = Cluster::new(traced, cluster_options).map_err(|message| TraceError::Vm {
-        vm: "cluster".into(),
-        message,
-    })?;
+    let mut cluster = Cluster::new(traced, cluster_options)?;
     let n = config.vms.len();
     let mut rec = Recorder {
         out: out.to_path_buf(),
@@ -458,10 +455,7 @@ pub fn record(
             }
             !interrupted.load(Ordering::Relaxed)
         })
-        .map_err(|message| TraceError::Vm {
-            vm: "cluster".into(),
-            message,
-        })?;
+        .map_err(TraceError::Cluster)?;
     if let Some(e) = failure {
         return Err(e);
     }

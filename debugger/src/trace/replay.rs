@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use vmrr_backend::{Machine, RunLimit, Stop, VmConfig};
+use vmrr_backend::regs::{GeneralRegs, Gpr, RFLAGS_HOST_BITS};
+use vmrr_backend::{Machine, RunLimit, Stop, VmConfig, VmError};
 use vmrr_index::{CheckpointRow, EventFilter, EventKind, EventRow, Index};
 
 use super::checkpoint::{CheckpointFile, PageMap};
@@ -233,11 +234,11 @@ impl Trace {
         }
     }
 
-    /// An error of VM `vm`'s replay, naming the VM.
-    pub fn vm_error(&self, vm: usize, e: impl std::fmt::Display) -> TraceError {
+    /// An engine error of VM `vm`, named.
+    pub fn vm_error(&self, vm: usize, source: VmError) -> TraceError {
         TraceError::Vm {
             vm: self.config.vms[vm].name.clone(),
-            message: e.to_string(),
+            source,
         }
     }
 
@@ -478,33 +479,18 @@ impl Trace {
             }
         }
         // Same events: compare the end states.
-        let regs = machine.regs();
-        let want = end.state.vcpu.regs;
-        let mut diffs = Vec::new();
-        for (n, a, b) in [
-            ("rip", regs.rip, want.rip),
-            ("rsp", regs.rsp, want.rsp),
-            ("rax", regs.rax, want.rax),
-            ("rbx", regs.rbx, want.rbx),
-            ("rcx", regs.rcx, want.rcx),
-            ("rdx", regs.rdx, want.rdx),
-            ("rsi", regs.rsi, want.rsi),
-            ("rdi", regs.rdi, want.rdi),
-            ("rbp", regs.rbp, want.rbp),
-            ("r8", regs.r8, want.r8),
-            ("r9", regs.r9, want.r9),
-            ("r10", regs.r10, want.r10),
-            ("r11", regs.r11, want.r11),
-            ("r12", regs.r12, want.r12),
-            ("r13", regs.r13, want.r13),
-            ("r14", regs.r14, want.r14),
-            ("r15", regs.r15, want.r15),
-            ("rflags", regs.rflags & !0x10100, want.rflags & !0x10100),
-        ] {
-            if a != b {
-                diffs.push(format!("{n} {a:#x} (recorded {b:#x})"));
-            }
-        }
+        // Host-owned RFLAGS bits (TF, RF) are not the guest's: leave them out.
+        let guest_view = |mut regs: GeneralRegs| {
+            regs[Gpr::Rflags] &= !RFLAGS_HOST_BITS;
+            regs
+        };
+        let now = guest_view(machine.general_regs());
+        let want = guest_view(GeneralRegs::from_kvm(&end.state.vcpu.regs));
+        let diffs: Vec<String> = Gpr::DISPLAY_ORDER
+            .into_iter()
+            .filter(|&g| now[g] != want[g])
+            .map(|g| format!("{} {:#x} (recorded {:#x})", g.name(), now[g], want[g]))
+            .collect();
         let k = self.checkpoints[vm]
             .iter()
             .position(|c| c.icount == to.icount)

@@ -18,7 +18,9 @@
 //! the device stops using its queues until the driver resets it. Nothing the
 //! guest writes can panic the VMM.
 
-use serde::{Deserialize, Serialize};
+mod persist;
+
+pub use persist::{MmioTransportState, VirtqueueState};
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK,
     VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_VERSION_1,
@@ -35,7 +37,7 @@ use virtio_bindings::virtio_mmio::{
     VIRTIO_MMIO_STATUS, VIRTIO_MMIO_VENDOR_ID, VIRTIO_MMIO_VERSION,
 };
 use virtio_bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
-use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueState, QueueT};
+use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress};
 
 use crate::memory::GuestRam;
@@ -121,54 +123,6 @@ pub struct MmioTransport {
     irq_pending: bool,
     /// The virtqueues, indexed by queue number.
     queues: Vec<Queue>,
-}
-
-/// Serialisable copy of one virtqueue's state.
-///
-/// Mirrors `virtio_queue::QueueState`, which is not serde. The queue's
-/// `num_added` counter is not part of it: it only matters with
-/// `VIRTIO_F_EVENT_IDX`, which this transport's devices do not offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VirtqueueState {
-    /// QueueNumMax.
-    pub max_size: u16,
-    /// Next available-ring entry the device will read.
-    pub next_avail: u16,
-    /// Next used-ring entry the device will write.
-    pub next_used: u16,
-    /// Whether `VIRTIO_F_EVENT_IDX` was negotiated.
-    pub event_idx_enabled: bool,
-    /// QueueNum.
-    pub size: u16,
-    /// QueueReady.
-    pub ready: bool,
-    /// Descriptor table address.
-    pub desc_table: u64,
-    /// Driver (available) ring address.
-    pub avail_ring: u64,
-    /// Device (used) ring address.
-    pub used_ring: u64,
-}
-
-/// Serialisable copy of the transport.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MmioTransportState {
-    /// Device status.
-    pub status: u32,
-    /// DeviceFeaturesSel.
-    pub device_features_sel: u32,
-    /// DriverFeaturesSel.
-    pub driver_features_sel: u32,
-    /// Features accepted by the driver.
-    pub driver_features: u64,
-    /// QueueSel.
-    pub queue_sel: u32,
-    /// InterruptStatus.
-    pub interrupt_status: u32,
-    /// An interrupt edge not yet taken by the engine.
-    pub irq_pending: bool,
-    /// One entry per virtqueue.
-    pub queues: Vec<VirtqueueState>,
 }
 
 /// A queue with the largest size; `Queue::new` only fails for sizes that are
@@ -318,11 +272,9 @@ impl MmioTransport {
             VIRTIO_MMIO_VERSION => MMIO_VERSION,
             VIRTIO_MMIO_DEVICE_ID => dev.device_type(),
             VIRTIO_MMIO_VENDOR_ID => MMIO_VENDOR_ID,
-            VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
-                0 => dev.device_features() as u32,
-                1 => (dev.device_features() >> 32) as u32,
-                _ => 0,
-            },
+            VIRTIO_MMIO_DEVICE_FEATURES => {
+                Half::selected(self.device_features_sel).map_or(0, |half| half.of(dev.device_features()))
+            }
             // Zero tells the driver that the selected queue does not exist.
             VIRTIO_MMIO_QUEUE_NUM_MAX => queue.map_or(0, |q| u32::from(q.max_size())),
             VIRTIO_MMIO_QUEUE_READY => queue.map_or(0, |q| u32::from(q.ready())),
@@ -370,12 +322,12 @@ impl MmioTransport {
             VIRTIO_MMIO_DRIVER_FEATURES => self.write_driver_features(value),
             VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = value,
             VIRTIO_MMIO_QUEUE_NUM => self.configure_queue(|q| q.try_set_size(value as u16), value >> 16 == 0),
-            VIRTIO_MMIO_QUEUE_DESC_LOW => self.set_queue_addr(Ring::Desc, Some(value), None),
-            VIRTIO_MMIO_QUEUE_DESC_HIGH => self.set_queue_addr(Ring::Desc, None, Some(value)),
-            VIRTIO_MMIO_QUEUE_AVAIL_LOW => self.set_queue_addr(Ring::Avail, Some(value), None),
-            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => self.set_queue_addr(Ring::Avail, None, Some(value)),
-            VIRTIO_MMIO_QUEUE_USED_LOW => self.set_queue_addr(Ring::Used, Some(value), None),
-            VIRTIO_MMIO_QUEUE_USED_HIGH => self.set_queue_addr(Ring::Used, None, Some(value)),
+            VIRTIO_MMIO_QUEUE_DESC_LOW => self.set_queue_addr(Ring::Desc, Half::Low, value),
+            VIRTIO_MMIO_QUEUE_DESC_HIGH => self.set_queue_addr(Ring::Desc, Half::High, value),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => self.set_queue_addr(Ring::Avail, Half::Low, value),
+            VIRTIO_MMIO_QUEUE_AVAIL_HIGH => self.set_queue_addr(Ring::Avail, Half::High, value),
+            VIRTIO_MMIO_QUEUE_USED_LOW => self.set_queue_addr(Ring::Used, Half::Low, value),
+            VIRTIO_MMIO_QUEUE_USED_HIGH => self.set_queue_addr(Ring::Used, Half::High, value),
             VIRTIO_MMIO_QUEUE_READY => self.write_queue_ready(mem, value),
             // Without VIRTIO_F_NOTIFICATION_DATA the value is the queue index.
             // Before DRIVER_OK buffers must not be used (§3.1.1): ignore it;
@@ -395,12 +347,10 @@ impl MmioTransport {
         if self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
             return;
         }
-        let shift = match self.driver_features_sel {
-            0 => 0,
-            1 => 32,
-            _ => return,
+        let Some(half) = Half::selected(self.driver_features_sel) else {
+            return;
         };
-        self.driver_features = (self.driver_features & !(0xffff_ffff << shift)) | (u64::from(value) << shift);
+        self.driver_features = half.replace(self.driver_features, value);
     }
 
     /// The Status register (§2.1, §3.1.1).
@@ -463,7 +413,7 @@ impl MmioTransport {
 
     /// Sets one half of a ring address of the selected queue; the queue
     /// checks the alignment the spec requires (16, 2 and 4 bytes).
-    fn set_queue_addr(&mut self, ring: Ring, low: Option<u32>, high: Option<u32>) {
+    fn set_queue_addr(&mut self, ring: Ring, half: Half, value: u32) {
         self.configure_queue(
             |q| {
                 let current = match ring {
@@ -471,9 +421,7 @@ impl MmioTransport {
                     Ring::Avail => q.avail_ring(),
                     Ring::Used => q.used_ring(),
                 };
-                let low = low.map_or(current & 0xffff_ffff, u64::from);
-                let high = high.map_or(current >> 32, u64::from);
-                let addr = GuestAddress((high << 32) | low);
+                let addr = GuestAddress(half.replace(current, value));
                 match ring {
                     Ring::Desc => q.try_set_desc_table_address(addr),
                     Ring::Avail => q.try_set_avail_ring_address(addr),
@@ -513,76 +461,46 @@ impl MmioTransport {
             self.fail();
         }
     }
+}
 
-    /// Snapshot of the registers and queues.
-    pub fn state(&self) -> MmioTransportState {
-        MmioTransportState {
-            status: self.status,
-            device_features_sel: self.device_features_sel,
-            driver_features_sel: self.driver_features_sel,
-            driver_features: self.driver_features,
-            queue_sel: self.queue_sel,
-            interrupt_status: self.interrupt_status,
-            irq_pending: self.irq_pending,
-            queues: self
-                .queues
-                .iter()
-                .map(|q| {
-                    let s = q.state();
-                    VirtqueueState {
-                        max_size: s.max_size,
-                        next_avail: s.next_avail,
-                        next_used: s.next_used,
-                        event_idx_enabled: s.event_idx_enabled,
-                        size: s.size,
-                        ready: s.ready,
-                        desc_table: s.desc_table,
-                        avail_ring: s.avail_ring,
-                        used_ring: s.used_ring,
-                    }
-                })
-                .collect(),
+/// Which 32-bit half of a 64-bit value a register transfers. The 64-bit
+/// values of the transport (device and driver features, ring addresses)
+/// are all reached 32 bits at a time: features through a select register,
+/// ring addresses through LOW/HIGH register pairs.
+#[derive(Clone, Copy)]
+enum Half {
+    /// Bits 0..32.
+    Low,
+    /// Bits 32..64.
+    High,
+}
+
+impl Half {
+    /// The half a features-select register picks: word 0 or 1; higher
+    /// words do not exist (they read as zero and ignore writes).
+    fn selected(sel: u32) -> Option<Half> {
+        match sel {
+            0 => Some(Half::Low),
+            1 => Some(Half::High),
+            _ => None,
         }
     }
 
-    /// Rebuilds a transport with `num_queues` queues from a snapshot.
-    ///
-    /// A queue entry virtio-queue rejects (which a snapshot taken by
-    /// [`MmioTransport::state`] never contains) or a missing entry becomes a
-    /// fresh, disabled queue rather than an error.
-    pub fn from_state(state: &MmioTransportState, num_queues: usize) -> Self {
-        let queues = (0..num_queues)
-            .map(|i| {
-                state
-                    .queues
-                    .get(i)
-                    .and_then(|s| {
-                        Queue::try_from(QueueState {
-                            max_size: s.max_size,
-                            next_avail: s.next_avail,
-                            next_used: s.next_used,
-                            event_idx_enabled: s.event_idx_enabled,
-                            size: s.size,
-                            ready: s.ready,
-                            desc_table: s.desc_table,
-                            avail_ring: s.avail_ring,
-                            used_ring: s.used_ring,
-                        })
-                        .ok()
-                    })
-                    .unwrap_or_else(fresh_queue)
-            })
-            .collect();
-        MmioTransport {
-            status: state.status,
-            device_features_sel: state.device_features_sel,
-            driver_features_sel: state.driver_features_sel,
-            driver_features: state.driver_features,
-            queue_sel: state.queue_sel,
-            interrupt_status: state.interrupt_status,
-            irq_pending: state.irq_pending,
-            queues,
+    fn shift(self) -> u32 {
+        match self {
+            Half::Low => 0,
+            Half::High => 32,
         }
+    }
+
+    /// This half of `value`.
+    fn of(self, value: u64) -> u32 {
+        (value >> self.shift()) as u32
+    }
+
+    /// `current` with this half replaced by `value`.
+    fn replace(self, current: u64, value: u32) -> u64 {
+        (current & !(0xffff_ffff << self.shift())) | (u64::from(value) << self.shift())
     }
 }
 

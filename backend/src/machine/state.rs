@@ -1,17 +1,23 @@
-//! Capture and restore of a whole VM, and the state hash that proves two
-//! executions reached the same point.
+//! Capture and restore of a whole VM, guest pages and the dirty log for
+//! incremental checkpoints, and the state hash that proves two executions
+//! reached the same point.
+//!
+//! The snapshot types live beside the impl that fills them: a restore has to
+//! set every field of [`Machine`], so the two change together. The crate
+//! re-exports this module as `vmrr_backend::state`.
 
 use kvm_bindings::{
     kvm_debugregs, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave, Msrs,
 };
 use kvm_ioctls::SyncReg;
 use serde::{Deserialize, Serialize};
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
+use super::{Machine, Stop};
 use crate::devices::{Devices, DevicesState};
-use crate::error::{kvm, Result, VmError};
-use crate::machine::{Machine, Stop};
+use crate::error::{guest_memory, kvm, Result, VmError};
 use crate::memory;
+use crate::regs::RFLAGS_HOST_BITS;
 use crate::rng::SeededRng;
 use crate::vclock::VClock;
 
@@ -31,9 +37,6 @@ const SAVED_MSRS: [u32; 13] = [
     0x176,       // SYSENTER_EIP
     0xc000_0080, // EFER (also in sregs; kept for completeness)
 ];
-
-/// RFLAGS bits the host debugger owns (TF, RF): not guest state.
-const RFLAGS_HOST_BITS: u64 = (1 << 8) | (1 << 16);
 
 /// Everything of the vCPU that KVM holds.
 #[derive(Serialize, Deserialize)]
@@ -88,7 +91,7 @@ impl Machine {
         state.memory = vec![0u8; size];
         self.ram
             .read_slice(&mut state.memory, GuestAddress(0))
-            .map_err(|e| VmError::Memory(format!("reading RAM: {e}")))?;
+            .map_err(guest_memory("reading RAM"))?;
         Ok(state)
     }
 
@@ -105,7 +108,10 @@ impl Machine {
                 })
                 .collect::<Vec<_>>(),
         )
-        .map_err(|e| VmError::Memory(format!("MSR list: {e:?}")))?;
+        .map_err(|source| VmError::KvmList {
+            context: "guest memory: MSR list",
+            source,
+        })?;
         let n = self.vcpu.get_msrs(&mut msrs).map_err(kvm("get MSRs"))?;
         let vcpu = VcpuState {
             // The engine's copies: they include emulated steps not yet pushed to KVM.
@@ -149,7 +155,7 @@ impl Machine {
         self.restore_core(state)?;
         self.ram
             .write_slice(ram, GuestAddress(0))
-            .map_err(|e| VmError::Memory(format!("writing RAM: {e}")))?;
+            .map_err(guest_memory("writing RAM"))?;
         // The restore itself is not a change since this state.
         self.take_dirty_pages()?;
         Ok(())
@@ -164,7 +170,10 @@ impl Machine {
         // SAFETY: the xsave area was produced by KVM_GET_XSAVE for a vCPU with the same CPUID.
         unsafe { self.vcpu.set_xsave(&v.xsave) }.map_err(kvm("set xsave"))?;
         self.vcpu.set_xcrs(&v.xcrs).map_err(kvm("set xcrs"))?;
-        let msrs = Msrs::from_entries(&v.msrs).map_err(|e| VmError::Restore(format!("MSR list: {e:?}")))?;
+        let msrs = Msrs::from_entries(&v.msrs).map_err(|source| VmError::KvmList {
+            context: "cannot restore state: MSR list",
+            source,
+        })?;
         self.vcpu.set_msrs(&msrs).map_err(kvm("set MSRs"))?;
         self.vcpu
             .set_vcpu_events(&v.events)
@@ -188,11 +197,48 @@ impl Machine {
         Ok(())
     }
 
+    /// Indices of the guest pages written since the last call (by the guest,
+    /// through KVM's dirty log, or by the VMM, through the RAM bitmap), sorted.
+    pub fn take_dirty_pages(&mut self) -> Result<Vec<u64>> {
+        let size = self.config.mem_bytes as usize;
+        let kvm_log = self.vm.get_dirty_log(0, size).map_err(kvm("get dirty log"))?;
+        let mut pages = Vec::new();
+        let host_log: Vec<u64> = self
+            .ram
+            .iter()
+            .next()
+            .map(|r| {
+                let mapping: &vm_memory::MmapRegion<vm_memory::bitmap::AtomicBitmap> = r;
+                mapping.bitmap().get_and_reset()
+            })
+            .unwrap_or_default();
+        let words = kvm_log.len().max(host_log.len());
+        for w in 0..words {
+            let bits = kvm_log.get(w).copied().unwrap_or(0) | host_log.get(w).copied().unwrap_or(0);
+            for b in 0..64 {
+                if bits & (1 << b) != 0 {
+                    let page = (w * 64 + b) as u64;
+                    if page * memory::PAGE_SIZE < self.config.mem_bytes {
+                        pages.push(page);
+                    }
+                }
+            }
+        }
+        Ok(pages)
+    }
+
+    /// Copies guest page `index` into `buf`.
+    pub fn read_page(&self, index: u64, buf: &mut [u8; 4096]) -> Result<()> {
+        self.ram
+            .read_slice(buf, GuestAddress(index * memory::PAGE_SIZE))
+            .map_err(guest_memory(format!("reading page {index}")))
+    }
+
     /// Overwrites guest page `index` with `page` (4096 bytes).
     pub fn write_page(&mut self, index: u64, page: &[u8]) -> Result<()> {
         self.ram
             .write_slice(page, GuestAddress(index * memory::PAGE_SIZE))
-            .map_err(|e| VmError::Memory(format!("writing page {index}: {e}")))
+            .map_err(guest_memory(format!("writing page {index}")))
     }
 
     /// A blake3 hash of everything the guest can observe: registers, system
@@ -213,8 +259,7 @@ impl Machine {
             &sync.sregs,
             self.devices.state(),
         );
-        let bytes =
-            serde_json::to_vec(&engine).map_err(|e| VmError::Memory(format!("hashing state: {e}")))?;
+        let bytes = serde_json::to_vec(&engine).map_err(|source| VmError::HashState { source })?;
         h.update(&bytes);
         let size = memory::ram_size(&self.ram);
         let mut chunk = vec![0u8; 1 << 20];
@@ -223,7 +268,7 @@ impl Machine {
             let n = chunk.len().min((size - at) as usize);
             self.ram
                 .read_slice(&mut chunk[..n], GuestAddress(at))
-                .map_err(|e| VmError::Memory(format!("hashing RAM: {e}")))?;
+                .map_err(guest_memory("hashing RAM"))?;
             h.update(&chunk[..n]);
             at += n as u64;
         }
