@@ -61,6 +61,7 @@ impl Job {
             Job::Move(Move::Step { .. }) => "step back",
             Job::Move(Move::StepCluster(Direction::Forward)) => "cluster step",
             Job::Move(Move::StepCluster(_)) => "cluster step back",
+            Job::Move(Move::StepRange { .. }) => "step",
             Job::Move(Move::Goto(_) | Move::GotoEvent(_) | Move::Event { .. }) => "go to",
             Job::Move(Move::Follow { .. }) => "follow frame",
             Job::Move(Move::Continue {
@@ -289,9 +290,10 @@ fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, symbols: &[Arc<Sy
         }
         (_, Outcome::Moved { pos, event: Some(id) }) => format!("at event #{id}: {}", describe_pos(s, *pos)),
         (_, Outcome::Moved { pos, .. }) => format!("at {}", describe_pos(s, *pos)),
-        (Move::Step { .. } | Move::StepCluster(_), Outcome::End(Direction::Forward)) => {
-            "at the end of the recording".into()
-        }
+        (
+            Move::Step { .. } | Move::StepCluster(_) | Move::StepRange { .. },
+            Outcome::End(Direction::Forward),
+        ) => "at the end of the recording".into(),
         (Move::Step { .. } | Move::StepCluster(_), Outcome::End(Direction::Backward)) => {
             "at the start of the recording".into()
         }

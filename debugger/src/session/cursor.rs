@@ -125,7 +125,7 @@ impl Session {
             .ok_or_else(|| trace.invalid(format!("VM {vm} could not be materialised")).into())
     }
 
-    fn live(&self, vm: VmId) -> Result<&Live, SessionError> {
+    pub(super) fn live(&self, vm: VmId) -> Result<&Live, SessionError> {
         self.vms[ix(vm)].live.as_ref().ok_or_else(|| {
             self.trace
                 .invalid(format!("VM {vm} could not be materialised"))

@@ -19,6 +19,16 @@ pub enum Move {
     },
     /// One instruction of the cluster, in the cluster order.
     StepCluster(Direction),
+    /// Step one VM forward while its next instruction is in `[start, end)`
+    /// (gdb's range stepping): one request instead of one per instruction.
+    StepRange {
+        /// The VM.
+        vm: VmId,
+        /// First address of the range.
+        start: u64,
+        /// Just past its last address.
+        end: u64,
+    },
     /// To a moment as a person names it (`12.5ms`, `backup2:45000`, …).
     Goto(Moment),
     /// To an event (its VM becomes the focus).
@@ -82,6 +92,10 @@ impl Session {
             Move::StepCluster(dir) => match self.step_cluster(*dir)? {
                 Some(pos) => Ok(self.moved(pos)),
                 None => Ok(Outcome::End(*dir)),
+            },
+            Move::StepRange { vm, start, end } => match self.step_range(*vm, *start, *end)? {
+                Some(pos) => Ok(self.moved(pos)),
+                None => Ok(Outcome::End(Direction::Forward)),
             },
             Move::Goto(moment) => {
                 let pos = self.goto_moment(moment)?;
@@ -151,12 +165,18 @@ impl Session {
     /// The next or previous event passing `filter`, from the cursor (or the
     /// event it stands on).
     fn step_event(&mut self, dir: Direction, filter: &EventFilter) -> Result<Outcome, SessionError> {
-        let here = Position {
-            pos: self.cursor.pos,
-            event: self.cursor.event,
-        };
         let found = {
             let index = self.trace.index();
+            // From the event the cursor stands on (after following a frame to
+            // its send, the cursor is just past the sending instruction), or
+            // from the cursor itself.
+            let on = match self.cursor.event {
+                Some(id) => index.event(id)?,
+                None => None,
+            };
+            let here = on
+                .map(|e| e.position())
+                .unwrap_or_else(|| Position::from(self.cursor.pos));
             match dir {
                 Direction::Forward => index.next_event_after(None, here, filter)?,
                 Direction::Backward => index.prev_event_before(None, here, filter)?,

@@ -87,3 +87,38 @@ impl Session {
         Ok(Some(last))
     }
 }
+
+impl Session {
+    /// Steps VM `vm` until its next instruction lies outside `[start, end)`
+    /// (at least one step), the end of its recording, or cancellation: what
+    /// gdb's range stepping (`vCont;r`) asks for. Calls inside the range are
+    /// stepped into, as gdb expects; it steps over them itself. Returns where
+    /// the VM stands, `None` if it could not move at all.
+    pub fn step_range(&mut self, vm: VmId, start: u64, end: u64) -> Result<Option<Pos>, SessionError> {
+        use std::sync::atomic::Ordering;
+        self.cancel.store(false, Ordering::Relaxed);
+        let first = self.machine(vm)?.icount();
+        let last = self.end_icount(vm);
+        if first >= last {
+            return Ok(None);
+        }
+        let mut here = first;
+        loop {
+            here += 1;
+            let due = self
+                .trace
+                .inputs(vm as usize)
+                .partition_point(|i| i.icount <= here);
+            self.bring_to_icount(vm, here, due)?;
+            let m = &self.live(vm)?.machine;
+            let rip = m.regs().rip;
+            let stopped = m.finished().is_some() || m.icount() != here;
+            if stopped || here >= last || !(start..end).contains(&rip) || self.cancel.load(Ordering::Relaxed)
+            {
+                break;
+            }
+        }
+        let here = self.live(vm)?.machine.icount();
+        self.goto(vm, here).map(Some)
+    }
+}
