@@ -111,7 +111,7 @@ fn frames_arrive_no_earlier_than_send_plus_latency() {
     let o = run("kvstore-bug.toml", 3, false);
     let mut received = 0;
     for f in &o.frames {
-        if let FrameFate::Received { vtime_ns, .. } = f.fate {
+        if let (FrameFate::Received, Some((_, vtime_ns))) = (f.fate, f.received) {
             received += 1;
             let latency = o.config.latency_ns(f.src, f.dst);
             assert!(f.arrival_ns >= f.sent_ns + latency, "{f:?}");

@@ -248,6 +248,30 @@ impl Index {
         Ok(found.first().map(|e| e.vtime_ns))
     }
 
+    /// The first event of `kind` that `vm` has at `icount`.
+    pub fn event_at(&self, vm: VmId, icount: u64, kind: EventKind) -> Result<Option<EventRow>> {
+        let Ok(icount) = i64::try_from(icount) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events INDEXED BY events_vm_icount \
+             WHERE vm = ?1 AND icount = ?2 AND kind = ?3 ORDER BY id LIMIT 1"
+        );
+        Ok(self
+            .query_events(&sql, (vm, icount, kind.as_str()), "finding an event")?
+            .pop())
+    }
+
+    /// The events of `vm` whose ids lie strictly between `after` and
+    /// `before`, in id (recording) order.
+    pub fn events_of_vm_between_ids(&self, vm: VmId, after: u64, before: u64) -> Result<Vec<EventRow>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let sql =
+            format!("SELECT {EVENT_COLS} FROM events WHERE id > ?1 AND id < ?2 AND vm = ?3 ORDER BY id");
+        self.query_events(&sql, (after, before, vm), "reading a slice's events")
+    }
+
     /// The `frame_sent` or `frame_recv` event of frame `frame` at
     /// `(vm, icount)`.
     pub fn frame_event(

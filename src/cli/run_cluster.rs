@@ -1,6 +1,7 @@
 //! `vmrr run cluster.toml`: every VM's console, merged in virtual-time order
 //! and prefixed with the VM's name and time, then a summary per VM.
 
+use super::CliError;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,7 +34,7 @@ fn format_ms(ns: u64) -> String {
 }
 
 /// Runs the cluster described by `path`.
-pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, String> {
+pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, CliError> {
     let config = ClusterConfig::load(path).map_err(|e| e.to_string())?;
     let names: Vec<String> = config.vms.iter().map(|v| v.name.clone()).collect();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
@@ -92,13 +93,10 @@ pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, String> {
         );
     }
     let frames = cluster.frames();
-    let delivered = frames
-        .iter()
-        .filter(|f| matches!(f.fate, FrameFate::Received { .. }))
-        .count();
+    let delivered = frames.iter().filter(|f| f.fate == FrameFate::Received).count();
     let lost = frames
         .iter()
-        .filter(|f| !matches!(f.fate, FrameFate::Received { .. } | FrameFate::InFlight))
+        .filter(|f| !matches!(f.fate, FrameFate::Received | FrameFate::InFlight))
         .count();
     let how = match &stop {
         ClusterStop::AllStopped => "every VM stopped".to_string(),

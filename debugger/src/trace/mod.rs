@@ -12,11 +12,16 @@
 //! Copying the folder is enough to replay it elsewhere.
 
 pub mod checkpoint;
+pub mod codec;
+mod open;
 pub mod pages;
 pub mod record;
-pub mod replay;
+mod seek;
+pub mod verify;
 
+pub use open::{Input, Trace};
 pub use record::image_path;
+pub use verify::{Divergence, SliceResult};
 
 use std::path::{Path, PathBuf};
 
@@ -92,6 +97,14 @@ impl TraceError {
             path: path.to_path_buf(),
             source,
         }
+    }
+}
+
+/// The error for a damaged file of a trace.
+pub(crate) fn damaged(path: &Path, problem: impl Into<String>) -> TraceError {
+    TraceError::Damaged {
+        path: path.to_path_buf(),
+        problem: problem.into(),
     }
 }
 

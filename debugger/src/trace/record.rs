@@ -11,15 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use vmrr_backend::{EventKind as VmEvent, Machine, Stop};
-use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate as IndexFate, FrameRow, Index, VmRow};
+use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, FrameRow, Index, VmRow};
 
 use super::checkpoint::CheckpointFile;
+use super::codec::RowEncoder;
 use super::pages::{dir_bytes, PageStore, PAGE_BYTES};
 use super::{file_hash, TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR};
 use crate::cluster::config::FaultKind;
-use crate::cluster::{
-    Cluster, ClusterConfig, ClusterEvent, ClusterOptions, ClusterStop, FrameFate, FrameRecord,
-};
+use crate::cluster::{Cluster, ClusterConfig, ClusterEvent, ClusterOptions, ClusterStop, FrameRecord};
 
 /// Default steps between two checkpoints of a VM: small enough that seeking
 /// anywhere replays at most ~0.17 s at this host's ~120k steps/s.
@@ -82,8 +81,8 @@ struct VmRecorder {
     last_checkpoint: Option<u64>,
     /// Frames handed to the VM so far (replay inputs consumed).
     inputs: u64,
-    /// A console run being gathered: first byte's icount and vtime, bytes.
-    console: Option<(u64, u64, Vec<u8>)>,
+    /// Its events as index rows.
+    rows: RowEncoder,
 }
 
 fn stop_text(stop: Option<&Stop>) -> String {
@@ -91,17 +90,6 @@ fn stop_text(stop: Option<&Stop>) -> String {
         Some(Stop::Limit) => "step limit reached".into(),
         Some(s) => s.to_string(),
         None => "still running when the recording ended".into(),
-    }
-}
-
-fn index_fate(fate: &FrameFate) -> IndexFate {
-    match fate {
-        FrameFate::InFlight => IndexFate::InFlight,
-        FrameFate::Received { .. } => IndexFate::Received,
-        FrameFate::Partitioned => IndexFate::Partitioned,
-        FrameFate::Dropped => IndexFate::Dropped,
-        FrameFate::Overflow => IndexFate::Overflow,
-        FrameFate::ReceiverStopped => IndexFate::ReceiverStopped,
     }
 }
 
@@ -123,57 +111,21 @@ struct Recorder {
 
 impl Recorder {
     fn flush_console(&mut self, vm: usize) -> Result<(), TraceError> {
-        if let Some((icount, vtime, bytes)) = self.vms[vm].console.take() {
-            let mut row = EventRow::new(vm as u32, icount, vtime, EventKind::Console);
-            match String::from_utf8(bytes) {
-                Ok(text) => row = row.with_text(text),
-                Err(e) => {
-                    let bytes = e.into_bytes();
-                    row = row
-                        .with_text(String::from_utf8_lossy(&bytes).into_owned())
-                        .with_payload(bytes);
-                }
-            }
+        if let Some(row) = self.vms[vm].rows.flush() {
             self.index.add_event(&row)?;
         }
         Ok(())
     }
 
     fn add(&mut self, e: &ClusterEvent) -> Result<(), TraceError> {
-        let vm = e.vm;
-        let (icount, vtime) = (e.event.icount, e.event.vtime_ns);
-        if let VmEvent::Console(b) = e.event.kind {
-            let run = self.vms[vm]
-                .console
-                .get_or_insert_with(|| (icount, vtime, Vec::new()));
-            run.2.push(b);
-            if b == b'\n' || run.2.len() >= 256 {
-                self.flush_console(vm)?;
-            }
-            return Ok(());
+        if matches!(e.event.kind, VmEvent::FrameReceived(_)) {
+            self.vms[e.vm].inputs += 1;
         }
-        let row = |kind| EventRow::new(vm as u32, icount, vtime, kind);
-        let event = match &e.event.kind {
-            VmEvent::Console(_) => return Ok(()),
-            VmEvent::Interrupt(v) => row(EventKind::Interrupt).with_value(*v as u64),
-            VmEvent::TscRead(v) => row(EventKind::Tsc).with_value(*v),
-            VmEvent::RandomRead(v) => row(EventKind::Rand).with_value(*v),
-            VmEvent::Marker { name, value } => row(EventKind::Marker)
-                .with_text(name.clone())
-                .with_value(*value as u64),
-            VmEvent::Halt => row(EventKind::Halt),
-            VmEvent::Wake { idle_ns } => row(EventKind::Wake).with_value(*idle_ns),
-            VmEvent::Exit(v) => row(EventKind::Exit).with_value(*v as u64),
-            VmEvent::FrameSent(_) => row(EventKind::FrameSent).with_value(e.frame.unwrap_or(u64::MAX)),
-            VmEvent::FrameReceived(bytes) => {
-                self.vms[vm].inputs += 1;
-                // The bytes are the replay input; they stay with the event.
-                row(EventKind::FrameRecv)
-                    .with_value(e.frame.unwrap_or(u64::MAX))
-                    .with_payload(bytes.clone())
-            }
-        };
-        self.index.add_event(&event)?;
+        let mut rows = Vec::new();
+        self.vms[e.vm].rows.push(&e.event, e.frame, &mut rows);
+        for row in &rows {
+            self.index.add_event(row)?;
+        }
         Ok(())
     }
 
@@ -181,10 +133,7 @@ impl Recorder {
     /// replaces rows it already has), then moves past those now final.
     fn write_frames(&mut self, frames: &[FrameRecord]) -> Result<(), TraceError> {
         for f in frames.iter().skip(self.frames_final) {
-            let (recv_icount, recv_vtime_ns) = match f.fate {
-                FrameFate::Received { icount, vtime_ns } => (Some(icount), Some(vtime_ns)),
-                _ => (None, None),
-            };
+            let (recv_icount, recv_vtime_ns) = f.received.unzip();
             self.index.add_frame(&FrameRow {
                 id: f.id,
                 src: f.src as u32,
@@ -195,13 +144,13 @@ impl Recorder {
                 arrival_ns: f.arrival_ns,
                 recv_icount,
                 recv_vtime_ns,
-                fate: index_fate(&f.fate),
+                fate: f.fate,
                 payload: None,
             })?;
         }
         while frames
             .get(self.frames_final)
-            .is_some_and(|f| !matches!(f.fate, FrameFate::InFlight))
+            .is_some_and(|f| f.fate != FrameFate::InFlight)
         {
             self.frames_final += 1;
         }
@@ -384,11 +333,11 @@ pub fn record(
         index,
         store: PageStore::open(&out.join(PAGES_DIR))?,
         vms: (0..n)
-            .map(|_| VmRecorder {
+            .map(|vm| VmRecorder {
                 pages: BTreeMap::new(),
                 last_checkpoint: None,
                 inputs: 0,
-                console: None,
+                rows: RowEncoder::new(vm as u32),
             })
             .collect(),
         names: config.vms.iter().map(|v| v.name.clone()).collect(),
