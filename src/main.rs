@@ -10,9 +10,9 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::dispatch(args) {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("vmrr: error: {message}");
-            ExitCode::from(cli::EXIT_ERROR)
+        Err(e) => {
+            eprintln!("vmrr: error: {}", e.text);
+            ExitCode::from(e.exit)
         }
     }
 }

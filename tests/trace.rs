@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use vmrr_backend::rng::SeededRng;
-use vmrr_debugger::trace::replay::Trace;
+use vmrr_debugger::trace::Trace;
 
 fn vmrr(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vmrr"))
@@ -257,9 +257,13 @@ fn events_and_sql_queries() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
-fn replay_error(dir: &Path) -> String {
+/// Exit status of a damaged trace (never the divergence's 5).
+const EXIT_DAMAGED: i32 = 6;
+
+/// `replay --verify` on `dir` fails with exit status `status`; its message.
+fn replay_error(dir: &Path, status: i32) -> String {
     let o = vmrr(&["replay", dir.to_str().unwrap_or_default(), "--verify"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(status), "{}", text(&o));
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -274,7 +278,7 @@ fn damaged_traces_give_clear_errors() {
         .open(&db)
         .and_then(|f| f.set_len(len / 2))
         .expect("truncate");
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, EXIT_DAMAGED);
     assert!(e.contains("index.sqlite"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -288,14 +292,14 @@ fn damaged_traces_give_clear_errors() {
     }
     pages.sort();
     std::fs::remove_file(&pages[0]).expect("remove page");
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, EXIT_DAMAGED);
     assert!(
         e.contains("memory page is missing") && e.contains("damaged"),
         "{e}"
     );
     copy_dir(&recorded().join("pages"), &dir.join("pages"));
     std::fs::write(&pages[1], b"not zstd").expect("damage page");
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, EXIT_DAMAGED);
     assert!(
         e.contains(&pages[1].display().to_string()) && e.contains("does not decompress"),
         "{e}"
@@ -309,7 +313,7 @@ fn damaged_traces_give_clear_errors() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&image, bytes).expect("write image");
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, EXIT_DAMAGED);
     assert!(
         e.contains("backup1.elf") && e.contains("does not match the one recorded"),
         "{e}"
@@ -323,12 +327,12 @@ fn damaged_traces_give_clear_errors() {
         .expect("update");
     conn.execute_batch("PRAGMA user_version = 99").expect("pragma");
     drop(conn);
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, 2);
     assert!(e.contains("newer vmrr"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 
     // Not a trace at all.
-    let e = replay_error(Path::new("/tmp/definitely-not-a-trace-dir"));
+    let e = replay_error(Path::new("/tmp/definitely-not-a-trace-dir"), 2);
     assert!(e.contains("not a trace directory"), "{e}");
 }
 

@@ -158,6 +158,15 @@ pub enum IndexError {
     },
 }
 
+impl IndexError {
+    /// Whether this says that the index file is damaged (truncated,
+    /// corrupt, a missing table, an unreadable value), as opposed to a
+    /// request that does not fit or a file that is not an index at all.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, IndexError::Damaged { .. })
+    }
+}
+
 /// Result with an [`IndexError`].
 pub type Result<T> = std::result::Result<T, IndexError>;
 

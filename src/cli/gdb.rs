@@ -1,5 +1,6 @@
 //! `vmrr gdb`: serve a trace to gdb over the remote protocol.
 
+use super::CliError;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -39,7 +40,7 @@ fn write_script(trace: &Path) -> Option<PathBuf> {
 }
 
 /// Serves until killed; one gdb at a time.
-pub fn run(args: &GdbArgs) -> Result<ExitCode, String> {
+pub fn run(args: &GdbArgs) -> Result<ExitCode, CliError> {
     let mut session = Session::open(&args.trace).map_err(|e| e.to_string())?;
     if let Some(name) = &args.vm {
         let vm = session.vm_by_name(name).map_err(|e| e.to_string())?;

@@ -1,5 +1,6 @@
 //! The command line: argument definitions and one module per subcommand.
 
+mod error;
 mod gdb;
 mod query;
 mod record;
@@ -19,6 +20,11 @@ pub const EXIT_ERROR: u8 = 2;
 pub const EXIT_GUEST_FAILED: u8 = 3;
 /// Exit status when the guest stopped abnormally (halted forever, triple fault).
 pub const EXIT_GUEST_STUCK: u8 = 4;
+/// Exit status when a trace is damaged (a file or index row edited, missing
+/// or corrupt): never reported as a divergence of the guest.
+pub const EXIT_DAMAGED: u8 = 6;
+
+pub use error::CliError;
 
 /// vmrr: a time-travel debugger for clusters of virtual machines.
 #[derive(Debug, Parser)]
@@ -107,7 +113,7 @@ pub(crate) fn parse_mem(text: &str) -> Result<u64, String> {
 }
 
 /// Runs the chosen subcommand; `Err` carries a message for the user.
-pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
+pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Run(args) if args.image.extension().is_some_and(|e| e == "toml") => {
             run_cluster::run(&args.image.clone(), &args)

@@ -1,5 +1,6 @@
 //! `vmrr events` and `vmrr sql`: read a trace's index.
 
+use super::CliError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -57,7 +58,7 @@ fn open(trace: &std::path::Path) -> Result<Index, String> {
 }
 
 /// Prints events, one per line: time, VM, icount, kind, details.
-pub fn events(args: &EventsArgs) -> Result<ExitCode, String> {
+pub fn events(args: &EventsArgs) -> Result<ExitCode, CliError> {
     let index = open(&args.trace)?;
     let vms = index.vms().map_err(|e| e.to_string())?;
     let mut filter = EventFilter::all();
@@ -66,10 +67,7 @@ pub fn events(args: &EventsArgs) -> Result<ExitCode, String> {
         for name in &args.vm {
             let Some(v) = vms.iter().find(|v| &v.name == name) else {
                 let known: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
-                return Err(format!(
-                    "no VM '{name}' in this trace (it has: {})",
-                    known.join(", ")
-                ));
+                return Err(format!("no VM '{name}' in this trace (it has: {})", known.join(", ")).into());
             };
             ids.push(v.id);
         }
@@ -112,7 +110,7 @@ pub fn events(args: &EventsArgs) -> Result<ExitCode, String> {
 }
 
 /// Runs a read-only SQL statement and prints the rows tab-separated.
-pub fn sql(args: &SqlArgs) -> Result<ExitCode, String> {
+pub fn sql(args: &SqlArgs) -> Result<ExitCode, CliError> {
     let index = open(&args.trace)?;
     let (columns, rows) = index.query_read_only(&args.query).map_err(|e| e.to_string())?;
     println!("{}", columns.join("\t"));

@@ -1,5 +1,6 @@
 //! `vmrr record`: run a cluster (or one image) and write a trace.
 
+use super::CliError;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,7 +48,7 @@ fn human_bytes(b: u64) -> String {
 }
 
 /// Records and prints a summary.
-pub fn run(args: &RecordArgs) -> Result<ExitCode, String> {
+pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
     let config = if args.input.extension().is_some_and(|e| e == "toml") {
         ClusterConfig::load(&args.input).map_err(|e| e.to_string())?
     } else {

@@ -1,11 +1,12 @@
 //! `vmrr replay`: re-execute a trace's VMs from their checkpoints and inputs,
 //! and with `--verify` compare the state at every checkpoint.
 
+use super::CliError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use vmrr_debugger::trace::replay::Trace;
+use vmrr_debugger::trace::Trace;
 
 /// Arguments of `vmrr replay`.
 #[derive(Debug, clap::Args)]
@@ -27,8 +28,8 @@ pub struct ReplayArgs {
 pub const EXIT_DIVERGED: u8 = 5;
 
 /// Replays and reports.
-pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
-    let trace = Trace::open(&args.trace, false).map_err(|e| e.to_string())?;
+pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
+    let trace = Trace::open(&args.trace, false).map_err(|e| CliError::of(&e))?;
     if !trace.is_complete() {
         eprintln!("vmrr: note: this recording did not finish; replaying up to its last checkpoint");
     }
@@ -40,7 +41,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let started = Instant::now();
-    let results = trace.verify(&vms, jobs, &|_| {}).map_err(|e| e.to_string())?;
+    let results = trace.verify(&vms, jobs, &|_| {}).map_err(|e| CliError::of(&e))?;
     let secs = started.elapsed().as_secs_f64();
     let steps: u64 = results.iter().map(|r| r.steps).sum();
     let first = results
@@ -68,6 +69,13 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         "vmrr: {steps} steps in {secs:.2} s on {jobs} threads ({:.0} steps/s)",
         steps as f64 / secs.max(1e-9)
     );
+    // A damaged index is damage, whatever else happened.
+    if let Some(damage) = results.iter().find_map(|r| r.damage.as_ref()) {
+        return Err(CliError {
+            text: format!("{damage}. The trace is damaged: record it again"),
+            exit: super::EXIT_DAMAGED,
+        });
+    }
     match first {
         Some(d) => {
             eprintln!("vmrr: {d}");
@@ -75,7 +83,9 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         }
         None => {
             if args.verify {
-                eprintln!("vmrr: verified: every checkpoint's state hash matches the recording");
+                eprintln!(
+                    "vmrr: verified: every checkpoint's state, every event and every frame matches the recording"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,7 @@
 //! `vmrr tui`: the terminal UI over a trace, optionally serving gdb on the
 //! same session (a move in gdb moves the TUI's cursor, and back).
 
+use super::CliError;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,7 +75,7 @@ fn gdb_hint(trace: &Path, session: &Session, port: u16) -> String {
 }
 
 /// Opens the trace and runs the TUI until the user quits.
-pub fn run(args: &TuiArgs) -> Result<ExitCode, String> {
+pub fn run(args: &TuiArgs) -> Result<ExitCode, CliError> {
     let session = Session::open(&args.trace).map_err(|e| e.to_string())?;
     let (tx, rx) = channel();
     let session = if let Some(port) = args.gdb_port {

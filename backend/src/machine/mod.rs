@@ -34,11 +34,14 @@
 
 mod build;
 mod emulate;
+mod exec_log;
 mod kvm_step;
 mod run;
 pub mod state;
 
 use kvm_ioctls::{VcpuFd, VmFd};
+
+pub use exec_log::{ExecLog, LINE_BYTES};
 
 use crate::config::VmConfig;
 use crate::cpuid::CpuidLeaf;
@@ -141,6 +144,8 @@ pub struct Machine {
     breakpoints_passed: Option<u64>,
     events: Vec<Event>,
     profile: HostProfile,
+    /// The execution log, when the recorder or indexer turned it on.
+    log: exec_log::LogState,
 }
 
 impl Machine {

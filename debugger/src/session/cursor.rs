@@ -12,7 +12,7 @@
 use vmrr_backend::Machine;
 
 use super::{ix, Cursor, Live, Pos, Session, SessionError, VmId};
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 
 /// How far a VM that is not the cursor's runs: every instruction starting
 /// before the returned virtual time.

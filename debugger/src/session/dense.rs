@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use vmrr_backend::{Machine, MachineState, VmError};
 
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 use crate::trace::TraceError;
 
 /// Steps between two dense snapshots (~8 ms of replay here).

@@ -42,7 +42,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 use dense::DenseCache;
 pub use error::SessionError;
 pub use follow::{EndKind, FrameEnd};

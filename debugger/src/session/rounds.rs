@@ -20,7 +20,7 @@ use std::sync::Mutex;
 
 use super::search::pos_of;
 use super::{Direction, Hit, HitKind, Scope, Session, SessionError, StopReason, VmId};
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 use crate::trace::TraceError;
 use vmrr_backend::Machine;
 

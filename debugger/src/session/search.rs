@@ -13,7 +13,7 @@ use vmrr_backend::regs::SubRegister;
 use vmrr_backend::Machine;
 
 use super::{Breakpoint, Pos, VmId, WatchKind, Watchpoint};
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 use crate::trace::TraceError;
 
 /// Steps run between two looks at the cancel flag on the fast paths.
