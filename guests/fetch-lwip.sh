@@ -25,7 +25,7 @@ die() {
     echo "fetch-lwip: error: $*" >&2
     exit 1
 }
-hint="run scripts/install-deps.sh (as root) to add a deb-src entry and dpkg-dev, or set LWIP_SRC_TREE to an unpacked lwip-2.1.x tree"
+hint="run scripts/install-deps.sh (as root) to add a deb-src entry and dpkg-dev, or set LWIP_SRC_TREE to an unpacked lwip-2.1.x tree ('make -C guests base' builds the images that do not use lwIP)"
 
 [ $# -eq 1 ] || { echo "usage: $0 DEST" >&2; exit 2; }
 dest=$1
@@ -34,6 +34,7 @@ dest=$1
 mkdir -p "$(dirname "$dest")"
 tmp=$(mktemp -d "$dest.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
+chmod 755 "$tmp"                        # mktemp makes it private
 
 if [ -n "${LWIP_SRC_TREE:-}" ]; then
     [ -f "$LWIP_SRC_TREE/src/include/lwip/init.h" ] \
