@@ -87,6 +87,9 @@ impl Index {
         configure_writer(&conn, path)?;
         let tx = conn.transaction().ctx(path, "creating the schema")?;
         tx.execute_batch(SCHEMA_V1).ctx(path, "creating the schema")?;
+        for step in schema::MIGRATIONS {
+            tx.execute_batch(step.sql).ctx(path, "creating the schema")?;
+        }
         {
             let mut set = tx
                 .prepare("INSERT INTO meta(key, value) VALUES (?1, ?2)")

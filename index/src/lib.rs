@@ -27,6 +27,7 @@
 
 mod bookmarks;
 mod error;
+mod exec;
 mod index;
 mod pos;
 mod query;
@@ -37,6 +38,7 @@ mod time;
 mod write;
 
 pub use error::{IndexError, Result};
+pub use exec::ExecSliceRow;
 pub use index::{Index, DEFAULT_BATCH_ROWS};
 pub use pos::{Pos, Position};
 pub use rows::{

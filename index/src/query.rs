@@ -19,7 +19,7 @@ use crate::Index;
 pub(crate) const EVENT_COLS: &str = "id, vm, icount, vtime_ns, kind, value, payload, text";
 const FRAME_COLS: &str = "id, src, dst, len, sent_icount, sent_vtime_ns, arrival_ns, recv_icount, \
                           recv_vtime_ns, fate, payload";
-const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest";
+const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest, file_hash";
 const VM_COLS: &str = "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \
                        final_vtime_ns, stop";
 
@@ -87,6 +87,7 @@ fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<CheckpointRow> {
         vtime_ns: get_u64(r, 2)?,
         state_hash: r.get(3)?,
         manifest: r.get(4)?,
+        file_hash: r.get(5)?,
     })
 }
 

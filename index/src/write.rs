@@ -6,6 +6,7 @@ use std::path::Path;
 use rusqlite::params;
 
 use crate::error::{IndexError, Result, SqlContext};
+use crate::exec::ExecSliceRow;
 use crate::rows::{CheckpointRow, EventRow, FrameRow, VmRow};
 use crate::Index;
 
@@ -17,11 +18,17 @@ pub(crate) struct Pending {
     checkpoints: Vec<CheckpointRow>,
     vms: Vec<VmRow>,
     meta: Vec<(String, String)>,
+    pub(crate) exec: Vec<ExecSliceRow>,
 }
 
 impl Pending {
     pub(crate) fn len(&self) -> usize {
-        self.events.len() + self.frames.len() + self.checkpoints.len() + self.vms.len() + self.meta.len()
+        self.events.len()
+            + self.frames.len()
+            + self.checkpoints.len()
+            + self.vms.len()
+            + self.meta.len()
+            + self.exec.len()
     }
 }
 
@@ -191,8 +198,8 @@ impl Index {
             if !pending.checkpoints.is_empty() {
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO checkpoints(vm, icount, vtime_ns, state_hash, manifest) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT OR REPLACE INTO checkpoints(vm, icount, vtime_ns, state_hash, manifest, \
+                         file_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .ctx(p, what)?;
                 for c in &pending.checkpoints {
@@ -201,7 +208,8 @@ impl Index {
                         c.icount as i64,
                         c.vtime_ns as i64,
                         c.state_hash,
-                        c.manifest
+                        c.manifest,
+                        c.file_hash
                     ])
                     .ctx(p, "writing a checkpoint")?;
                 }
@@ -230,6 +238,9 @@ impl Index {
                     ])
                     .ctx(p, "writing a VM")?;
                 }
+            }
+            if !pending.exec.is_empty() {
+                self.write_exec_slices(&tx, &pending.exec)?;
             }
             if !pending.meta.is_empty() {
                 let mut stmt = tx

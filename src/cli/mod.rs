@@ -2,6 +2,7 @@
 
 mod error;
 mod gdb;
+mod index;
 mod query;
 mod record;
 mod replay;
@@ -54,6 +55,9 @@ enum Command {
     Events(query::EventsArgs),
     /// Run a read-only SQL query on a trace's index (see index/SCHEMA.md).
     Sql(query::SqlArgs),
+    /// Build the execution index of a trace recorded by an older vmrr (which
+    /// makes continue, finish and watchpoints fast), replaying its slices.
+    Index(index::IndexArgs),
     /// Serve a trace to gdb (remote protocol): VMs are threads; stepi,
     /// continue, breakpoints and watchpoints work both ways.
     Gdb(gdb::GdbArgs),
@@ -123,6 +127,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Replay(args) => replay::run(&args),
         Command::Events(args) => query::events(&args),
         Command::Sql(args) => query::sql(&args),
+        Command::Index(args) => index::run(&args),
         Command::Gdb(args) => gdb::run(&args),
         Command::Tui(args) => tui::run(&args),
     }

@@ -62,6 +62,9 @@ impl Job {
             Job::Move(Move::StepCluster(Direction::Forward)) => "cluster step",
             Job::Move(Move::StepCluster(_)) => "cluster step back",
             Job::Move(Move::StepRange { .. }) => "step",
+            Job::Move(Move::Finish { .. }) => "finish",
+            Job::Move(Move::Next { .. }) => "next",
+            Job::Move(Move::Until { .. }) => "until",
             Job::Move(Move::Goto(_) | Move::GotoEvent(_) | Move::Event { .. }) => "go to",
             Job::Move(Move::Follow { .. }) => "follow frame",
             Job::Move(Move::Continue {
@@ -77,7 +80,10 @@ impl Job {
 
     /// Whether it reports progress (a search that can take seconds).
     pub fn has_progress(&self) -> bool {
-        matches!(self, Job::Move(Move::Continue { .. }))
+        matches!(
+            self,
+            Job::Move(Move::Continue { .. } | Move::Finish { .. } | Move::Next { .. } | Move::Until { .. })
+        )
     }
 }
 

@@ -17,11 +17,11 @@
 //!   (accessed/dirty bits) — is covered by the recorder, which marks the
 //!   dirty pages no logged line explains as written whole.
 
-use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess, Register};
+use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess};
 
 use super::Machine;
 use crate::memory;
-use crate::regs::SubRegister;
+use crate::regs::address_register;
 
 /// Bytes in one line of the write log.
 pub const LINE_BYTES: u64 = 64;
@@ -61,18 +61,6 @@ fn sorted(mut v: Vec<u64>) -> Vec<u64> {
     v.sort_unstable();
     v.dedup();
     v
-}
-
-/// The value of `reg` in `regs`, for address computation (segment bases are
-/// zero in 64-bit mode except FS/GS, which the kit does not use: they come
-/// from `fs_base`/`gs_base`).
-fn reg_value(regs: &kvm_bindings::kvm_regs, sregs: &kvm_bindings::kvm_sregs, reg: Register) -> Option<u64> {
-    match reg {
-        Register::None | Register::ES | Register::CS | Register::SS | Register::DS => Some(0),
-        Register::FS => Some(sregs.fs.base),
-        Register::GS => Some(sregs.gs.base),
-        r => SubRegister::from_iced(r).map(|s| s.read(regs)),
-    }
 }
 
 impl Machine {
@@ -147,7 +135,7 @@ impl Machine {
             if size == 0 || rep_string {
                 continue; // a rep string chunk: logged after the step
             }
-            if let Some(addr) = mem.virtual_address(0, |reg, _, _| reg_value(&regs, &sregs, reg)) {
+            if let Some(addr) = mem.virtual_address(0, |reg, _, _| address_register(&regs, &sregs, reg)) {
                 writes.push((addr, size));
             }
         }

@@ -273,6 +273,12 @@ impl Machine {
         memory::write_virt(&self.ram, &self.paging(), va, data)
     }
 
+    /// The guest-physical address of guest-virtual `va` through the page
+    /// tables as they are now; `None` where it is not mapped.
+    pub fn translate(&self, va: u64) -> Option<u64> {
+        memory::translate(&self.ram, &self.paging(), va).ok()
+    }
+
     /// Records an event at the current position.
     fn push(&mut self, kind: EventKind) {
         let vtime_ns = self.clock.now_ns(self.icount);

@@ -32,7 +32,9 @@ mod events;
 mod follow;
 pub mod moment;
 mod moves;
+mod over;
 mod points;
+mod probes;
 mod resume;
 mod rounds;
 mod search;
@@ -48,8 +50,9 @@ pub use error::SessionError;
 pub use follow::{EndKind, FrameEnd};
 pub use moment::{Moment, MomentError, MOMENT_HELP};
 pub use moves::{Move, Outcome};
+pub use over::{return_site, ReturnSite, Returned};
 pub use points::{Breakpoint, WatchKind, Watchpoint, MAX_WATCH_BYTES};
-pub use search::{Hit, HitKind};
+pub use probes::{Hit, HitKind};
 pub use vmrr_index::{Pos, VmId};
 
 /// Which way to move.

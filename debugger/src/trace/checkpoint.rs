@@ -42,8 +42,10 @@ pub fn relative_path(vm: usize, icount: u64) -> PathBuf {
 }
 
 impl CheckpointFile {
-    /// Writes the file (temporary name, then rename).
-    pub fn write(&self, trace: &Path) -> Result<PathBuf, TraceError> {
+    /// Writes the file (temporary name, then rename); returns its path
+    /// relative to the trace and the blake3 of its bytes (kept in the index,
+    /// so that an edited file is named as damaged when it is read).
+    pub fn write(&self, trace: &Path) -> Result<(PathBuf, String), TraceError> {
         let rel = relative_path(self.vm, self.icount);
         let path = trace.join(&rel);
         if let Some(dir) = path.parent() {
@@ -54,14 +56,16 @@ impl CheckpointFile {
             problem: format!("cannot encode checkpoint: {e}"),
         })?;
         let packed = zstd::encode_all(&json[..], 3).map_err(|e| TraceError::io(&path, e))?;
+        let hash = blake3::hash(&packed).to_hex().to_string();
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, packed).map_err(|e| TraceError::io(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| TraceError::io(&path, e))?;
-        Ok(rel)
+        Ok((rel, hash))
     }
 
-    /// Reads a checkpoint file.
-    pub fn read(trace: &Path, rel: &Path) -> Result<CheckpointFile, TraceError> {
+    /// Reads a checkpoint file, checking it against the hash the index
+    /// holds for it (`None`: a checkpoint recorded before hashes were kept).
+    pub fn read(trace: &Path, rel: &Path, hash: Option<&str>) -> Result<CheckpointFile, TraceError> {
         let path = trace.join(rel);
         let damaged = |problem: String| TraceError::Damaged {
             path: path.clone(),
@@ -69,6 +73,14 @@ impl CheckpointFile {
         };
         let packed = std::fs::read(&path)
             .map_err(|e| damaged(format!("checkpoint is missing or unreadable ({e})")))?;
+        if let Some(want) = hash {
+            let found = blake3::hash(&packed).to_hex().to_string();
+            if found != want {
+                return Err(damaged(format!(
+                    "the checkpoint file was changed after it was recorded (blake3 {found}, the index says {want})"
+                )));
+            }
+        }
         let json = zstd::decode_all(&packed[..])
             .map_err(|e| damaged(format!("checkpoint does not decompress ({e})")))?;
         serde_json::from_slice(&json).map_err(|e| damaged(format!("checkpoint is not readable ({e})")))

@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod codec;
+pub mod exec_index;
 mod open;
 pub mod pages;
 pub mod record;

@@ -2,10 +2,10 @@
 //! checkpoints and recorded inputs, and restoring a VM at a checkpoint.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use vmrr_backend::{Machine, VmConfig, VmError};
-use vmrr_index::{CheckpointRow, EventFilter, EventKind, EventRow, Index};
+use vmrr_index::{CheckpointRow, EventFilter, EventKind, EventRow, ExecSliceRow, Index};
 
 use super::checkpoint::{CheckpointFile, PageMap};
 use super::pages::PageStore;
@@ -38,6 +38,9 @@ pub struct Trace {
     /// map k is map k-1 plus checkpoint k's changes, so restoring checkpoint k
     /// does not re-read all the files before it.
     page_maps: Vec<Mutex<Vec<PageMap>>>,
+    /// Per VM, its execution index by slice (slice k's row, or `None` where
+    /// the trace has none), read on first use.
+    exec: Vec<OnceLock<Arc<[Option<ExecSliceRow>]>>>,
 }
 
 impl Trace {
@@ -113,9 +116,29 @@ impl Trace {
             config,
             checkpoints,
             page_maps: (0..config_len).map(|_| Mutex::new(Vec::new())).collect(),
+            exec: (0..config_len).map(|_| OnceLock::new()).collect(),
             inputs,
             complete,
         })
+    }
+
+    /// The execution index of `vm`, by checkpoint slice: entry k describes
+    /// the slice from checkpoint k to k+1, `None` where the trace lacks it
+    /// (recorded by an older vmrr: `vmrr index` builds it).
+    pub fn exec_index(&self, vm: usize) -> Result<Arc<[Option<ExecSliceRow>]>, TraceError> {
+        if let Some(rows) = self.exec[vm].get() {
+            return Ok(rows.clone());
+        }
+        let rows = self.index().exec_slices(vm as u32)?;
+        let cps = &self.checkpoints[vm];
+        let by_slice: Arc<[Option<ExecSliceRow>]> = (0..cps.len().saturating_sub(1))
+            .map(|k| {
+                rows.iter()
+                    .find(|r| r.icount == cps[k].icount && r.end_icount == cps[k + 1].icount)
+                    .cloned()
+            })
+            .collect();
+        Ok(self.exec[vm].get_or_init(|| by_slice).clone())
     }
 
     /// The trace folder.
@@ -198,7 +221,7 @@ impl Trace {
             .get(k)
             .ok_or_else(|| TraceError::Invalid(format!("VM {vm} has no checkpoint {k}")))?;
         let read = |row: &CheckpointRow| -> Result<CheckpointFile, TraceError> {
-            let file = CheckpointFile::read(&self.dir, Path::new(&row.manifest))?;
+            let file = CheckpointFile::read(&self.dir, Path::new(&row.manifest), row.file_hash.as_deref())?;
             if file.icount != row.icount || file.vm != vm {
                 return Err(damaged(
                     &self.dir.join(&row.manifest),

@@ -15,6 +15,7 @@ use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, FrameRow, Index,
 
 use super::checkpoint::CheckpointFile;
 use super::codec::RowEncoder;
+use super::exec_index::slice_row;
 use super::pages::{dir_bytes, PageStore, PAGE_BYTES};
 use super::{file_hash, TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR};
 use crate::cluster::config::FaultKind;
@@ -169,7 +170,17 @@ impl Recorder {
             return Ok(());
         }
         self.flush_console(vm)?;
-        let dirty = machine.take_dirty_pages().map_err(err)?;
+        let by_writer = machine.take_dirty_pages_by_writer().map_err(err)?;
+        let log = machine.take_exec_log();
+        if let Some(start) = self.vms[vm].last_checkpoint {
+            // The execution index of the slice that ends here.
+            self.index
+                .add_exec_slice(&slice_row(vm as u32, start, icount, log, &by_writer))?;
+        }
+        let mut dirty = by_writer.guest;
+        dirty.extend(by_writer.vmm);
+        dirty.sort_unstable();
+        dirty.dedup();
         let state = machine.capture_core().map_err(err)?;
         let hash = vmrr_backend::state::hex(&machine.state_hash().map_err(err)?);
         let mut changed = Vec::new();
@@ -199,13 +210,14 @@ impl Recorder {
             changed,
             zeroed,
         };
-        let rel = file.write(&self.out)?;
+        let (rel, file_hash) = file.write(&self.out)?;
         self.index.add_checkpoint(&CheckpointRow {
             vm: vm as u32,
             icount,
             vtime_ns: file.vtime_ns,
             state_hash: hash,
             manifest: rel.to_string_lossy().into_owned(),
+            file_hash: Some(file_hash),
         })?;
         self.index.add_event(&EventRow::new(
             vm as u32,
@@ -344,9 +356,11 @@ pub fn record(
         checkpoints: 0,
         frames_final: 0,
     };
-    // Checkpoint 0: the booted images (the loader's pages are in the dirty log).
+    // Checkpoint 0: the booted images (the loader's pages are in the dirty
+    // log). From there on the engine logs what each VM runs and writes.
     for vm in 0..n {
         rec.checkpoint(vm, cluster.machine_mut(vm))?;
+        cluster.machine_mut(vm).set_exec_log(true);
     }
     rec.index.flush()?;
 

@@ -70,7 +70,7 @@ impl Trace {
             return Err(TraceError::Invalid(format!("VM {vm} has no slice {k}")));
         };
         let (mut machine, mut next) = self.machine_at_checkpoint(vm, k)?;
-        let end_file = CheckpointFile::read(self.dir(), Path::new(&to.manifest))?;
+        let end_file = CheckpointFile::read(self.dir(), Path::new(&to.manifest), to.file_hash.as_deref())?;
         let limit = end_file.inputs_consumed as usize;
         let outcome = self
             .run_to(vm, &mut machine, &mut next, to.icount, limit)
