@@ -109,8 +109,7 @@ impl History {
             Direction::Backward => changes
                 .iter()
                 .map(|(i, _)| *i)
-                .filter(|&i| i <= n)
-                .last()
+                .rfind(|&i| i <= n)
                 .map(|i| self.pos(i - 1)),
         }
     }
