@@ -38,6 +38,9 @@ pub struct Index {
     pub(crate) next_event_id: u64,
     /// The separate read-only connection of `query_read_only`, opened on first use.
     pub(crate) sql_conn: OnceCell<Connection>,
+    /// The checksums of what replay depends on, kept by an index this
+    /// process created (the recorder's), written to `meta` at every flush.
+    pub(crate) checksums: Option<crate::checksum::Tracker>,
 }
 
 impl std::fmt::Debug for Index {
@@ -107,7 +110,9 @@ impl Index {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .ctx(path, "setting user_version")?;
         tx.commit().ctx(path, "creating the schema")?;
-        Ok(Index::from_parts(path.to_path_buf(), conn, false, 1))
+        let mut index = Index::from_parts(path.to_path_buf(), conn, false, 1);
+        index.checksums = Some(Default::default());
+        Ok(index)
     }
 
     /// Opens an existing index for reading and writing (recording, bookmarks),
@@ -170,6 +175,7 @@ impl Index {
             batch_rows: DEFAULT_BATCH_ROWS,
             next_event_id,
             sql_conn: OnceCell::new(),
+            checksums: None,
         }
     }
 

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 mod bookmarks;
+mod checksum;
 mod error;
 mod exec;
 mod index;

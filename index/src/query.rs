@@ -17,7 +17,7 @@ use crate::Index;
 
 /// Columns read by [`event_from_row`], in order.
 pub(crate) const EVENT_COLS: &str = "id, vm, icount, vtime_ns, kind, value, payload, text";
-const FRAME_COLS: &str = "id, src, dst, len, sent_icount, sent_vtime_ns, arrival_ns, recv_icount, \
+pub(crate) const FRAME_COLS: &str = "id, src, dst, len, sent_icount, sent_vtime_ns, arrival_ns, recv_icount, \
                           recv_vtime_ns, fate, payload";
 const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest, file_hash";
 const VM_COLS: &str = "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \
@@ -64,7 +64,7 @@ pub(crate) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
     })
 }
 
-fn frame_from_row(r: &Row<'_>) -> rusqlite::Result<FrameRow> {
+pub(crate) fn frame_from_row(r: &Row<'_>) -> rusqlite::Result<FrameRow> {
     Ok(FrameRow {
         id: get_u64(r, 0)?,
         src: r.get(1)?,

@@ -75,6 +75,9 @@ impl Index {
         int(p, "event id", id)?;
         let mut row = event.clone();
         row.id = id;
+        if let Some(c) = &mut self.checksums {
+            c.event(&row);
+        }
         self.pending.events.push(row);
         self.next_event_id += 1;
         self.auto_flush()?;
@@ -92,6 +95,9 @@ impl Index {
         int(p, "frame arrival_ns", frame.arrival_ns)?;
         opt_int(p, "frame recv_icount", frame.recv_icount)?;
         opt_int(p, "frame recv_vtime_ns", frame.recv_vtime_ns)?;
+        if let Some(c) = &mut self.checksums {
+            c.frame(frame);
+        }
         self.pending.frames.push(frame.clone());
         self.auto_flush()
     }
@@ -101,6 +107,9 @@ impl Index {
         self.require_writable("add checkpoints")?;
         int(&self.path, "checkpoint icount", checkpoint.icount)?;
         int(&self.path, "checkpoint vtime_ns", checkpoint.vtime_ns)?;
+        if let Some(c) = &mut self.checksums {
+            c.checkpoint(checkpoint);
+        }
         self.pending.checkpoints.push(checkpoint.clone());
         self.auto_flush()
     }
@@ -115,6 +124,9 @@ impl Index {
         int(p, "VM instr_per_us", vm.instr_per_us)?;
         opt_int(p, "VM final_icount", vm.final_icount)?;
         opt_int(p, "VM final_vtime_ns", vm.final_vtime_ns)?;
+        if let Some(c) = &mut self.checksums {
+            c.vm(vm);
+        }
         self.pending.vms.push(vm.clone());
         self.auto_flush()
     }
@@ -143,6 +155,12 @@ impl Index {
             return Ok(());
         }
         self.require_writable("flush")?;
+        // The checksums go with the rows they cover, in one transaction.
+        if let Some(c) = &self.checksums {
+            let meta = c.meta();
+            self.pending.meta.retain(|(k, _)| !meta.iter().any(|(m, _)| m == k));
+            self.pending.meta.extend(meta);
+        }
         let path = self.path.clone();
         let p = path.as_path();
         let what = "writing a batch of rows";

@@ -46,20 +46,23 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{text}' is not a time: write e.g. 12ms, 150us, 2s"))
 }
 
-fn open(trace: &std::path::Path) -> Result<Index, String> {
+fn open(trace: &std::path::Path) -> Result<Index, CliError> {
     let path = trace.join(vmrr_debugger::trace::INDEX_FILE);
     if !trace.is_dir() {
         return Err(format!(
             "{} is not a trace directory (record one with `vmrr record`)",
             trace.display()
-        ));
+        )
+        .into());
     }
-    Index::open_read_only(&path).map_err(|e| e.to_string())
+    Index::open_read_only(&path).map_err(|e| CliError::of(&e))
 }
 
 /// Prints events, one per line: time, VM, icount, kind, details.
 pub fn events(args: &EventsArgs) -> Result<ExitCode, CliError> {
     let index = open(&args.trace)?;
+    // A damaged trace would list a past that did not happen.
+    index.verify_checksums().map_err(|e| CliError::of(&e))?;
     let vms = index.vms().map_err(|e| e.to_string())?;
     let mut filter = EventFilter::all();
     if !args.vm.is_empty() {
@@ -112,6 +115,10 @@ pub fn events(args: &EventsArgs) -> Result<ExitCode, CliError> {
 /// Runs a read-only SQL statement and prints the rows tab-separated.
 pub fn sql(args: &SqlArgs) -> Result<ExitCode, CliError> {
     let index = open(&args.trace)?;
+    // SQL is how a damaged trace is looked into: say so, then answer.
+    if let Err(e) = index.verify_checksums() {
+        eprintln!("vmrr: warning: {e}");
+    }
     let (columns, rows) = index.query_read_only(&args.query).map_err(|e| e.to_string())?;
     println!("{}", columns.join("\t"));
     for row in rows {

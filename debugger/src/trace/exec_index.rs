@@ -131,6 +131,12 @@ impl Trace {
         if let Some(e) = failure.into_inner().unwrap_or(None) {
             return Err(e);
         }
+        // A trace recorded before checksums were kept gets them now, so
+        // that later changes to what replay depends on are caught.
+        let mut index = self.index();
+        if !index.has_checksums()? {
+            index.seal_checksums()?;
+        }
         Ok(done.into_inner())
     }
 }

@@ -62,6 +62,9 @@ impl Trace {
         } else {
             Index::open_read_only(&index_path)?
         };
+        // What replay depends on must be what was recorded, before any of
+        // it is shown: a mismatch is damage, named now.
+        index.verify_checksums()?;
         let config = ClusterConfig::load(&dir.join(CLUSTER_FILE))?;
         let rows = index.vms()?;
         if rows.len() != config.vms.len() {
