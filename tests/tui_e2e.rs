@@ -73,6 +73,11 @@ impl Tmux {
         String::from_utf8_lossy(&self.run(&["capture-pane", "-t", "main", "-p"]).stdout).into_owned()
     }
 
+    /// The screen with its colours (SGR escapes), to tell highlighted rows.
+    fn screen_with_colours(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-t", "main", "-p", "-e"]).stdout).into_owned()
+    }
+
     fn alive(&self) -> bool {
         self.run(&["has-session", "-t", "main"]).status.success()
     }
@@ -172,6 +177,47 @@ fn walkthrough_from_the_stale_read_to_the_late_write() {
         .expect("vmrr sql");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("late #5\t2\t36832"), "{out}");
+}
+
+/// Issue 9 in a real terminal: `L` from backup2:24456 steps backup2 (not
+/// primary), `H` comes back; a broadcast frame asks which receiver; after a
+/// follow the status line and the highlighted event agree.
+#[test]
+fn cluster_step_broadcast_follow_and_highlight() {
+    let t = Tmux::start("moves", 120, 40, &format!("{} tui {}", vmrr(), trace().display()));
+    t.wait_for("Timeline");
+    t.keys(&["g"]);
+    t.text("backup2:24456");
+    t.keys(&["Enter"]);
+    t.wait_for("backup2 @ 24456 ");
+    t.keys(&["L"]);
+    let screen = t.wait_for("cluster step: backup2 @ 24457");
+    assert!(!screen.contains("primary @ 32504"), "{screen}");
+    t.keys(&["H"]);
+    t.wait_for("cluster step: backup2 @ 24456");
+    // The broadcast frame #0: both receivers named, `f` asks, `2` picks backup2.
+    t.keys(&["/"]);
+    t.text("frame #0 →");
+    t.keys(&["Enter", "Escape"]);
+    let screen = t.wait_for("frame #0 → backup1, backup2");
+    assert!(screen.contains("primary @ 11813"), "{screen}");
+    t.keys(&["f"]);
+    t.wait_for("press 1 backup1, 2 backup2");
+    t.keys(&["2"]);
+    let screen = t.wait_for("frame #0: its receipt, backup2");
+    assert!(screen.contains("Registers backup2"), "{screen}");
+    // The highlighted row is the receipt the status line names: the
+    // selected row's colours are the only ones with a blue background.
+    let lines = t.screen_with_colours();
+    let selected: Vec<&str> = lines.lines().filter(|l| l.contains("48;2;52;60;110")).collect();
+    assert!(
+        selected
+            .iter()
+            .any(|l| l.contains("backup2") && l.contains("frame #0")),
+        "the selected row is not backup2's receipt of frame #0:\n{}",
+        selected.join("\n")
+    );
+    t.keys(&["q"]);
 }
 
 /// A free TCP port on localhost (another process could take it before the

@@ -144,11 +144,12 @@ fn centered(area: Rect) -> Rect {
 mod tests {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
+    use vmrr_backend::regs::GeneralRegs;
     use vmrr_index::{EventKind, EventRow};
 
     use super::*;
     use crate::state::{
-        DisasmLine, EventLine, Link, Mark, MarkKind, Message, Prompt, PromptKind, Regs, Snapshot, VmInfo,
+        DisasmLine, EventLine, Link, Mark, MarkKind, Message, Prompt, PromptKind, Snapshot, VmInfo,
     };
 
     /// A state with a bit of everything, without a trace.
@@ -172,7 +173,7 @@ mod tests {
             icount: 1234,
             vtime: 50_000_000,
             cursor_vtime: 50_000_000,
-            regs: Some(Regs { values: [7; 18] }),
+            regs: Some(GeneralRegs([7; 18])),
             disasm: (0..30)
                 .map(|i| DisasmLine {
                     addr: 0x1000 + i * 3,
@@ -184,7 +185,7 @@ mod tests {
                 .collect(),
             ..Snapshot::default()
         };
-        s.prev_regs = Some(Regs { values: [6; 18] });
+        s.prev_regs = Some(GeneralRegs([6; 18]));
         s.timeline.span = 200_000_000;
         s.timeline.marks = (0..300)
             .map(|i| Mark {

@@ -11,7 +11,9 @@ use vmrr_backend::Machine;
 use vmrr_debugger::session::Session;
 use vmrr_debugger::symbols::SymbolTable;
 
-use crate::state::{DisasmLine, MemSource, MemoryView, Regs, Snapshot};
+use vmrr_backend::regs::GeneralRegs;
+
+use crate::state::{DisasmLine, MemSource, MemoryView, Snapshot};
 
 /// Instructions kept before RIP (the view shows as many as fit).
 const LINES_BEFORE: usize = 16;
@@ -44,7 +46,7 @@ impl SymbolResolver for Resolver {
 /// Decodes the code around RIP: from the start of the containing function
 /// (if near) so the lines before RIP are real instruction boundaries.
 pub fn disassemble(m: &Machine, symbols: &Arc<SymbolTable>, breakpoints: &[u64]) -> Vec<DisasmLine> {
-    let rip = m.regs().rip;
+    let rip = m.general_regs().rip();
     let bitness = m.bitness();
     let start = symbols
         .containing(rip)
@@ -105,9 +107,9 @@ pub fn disassemble(m: &Machine, symbols: &Arc<SymbolTable>, breakpoints: &[u64])
 }
 
 /// The memory view's bytes.
-pub fn memory(m: &Machine, regs: &Regs, source: &MemSource) -> MemoryView {
+pub fn memory(m: &Machine, regs: &GeneralRegs, source: &MemSource) -> MemoryView {
     let (addr, label) = match source {
-        MemSource::Register(r) => (regs.get(r).unwrap_or(0), (*r).to_string()),
+        MemSource::Register(r) => (regs[*r], r.name().to_string()),
         MemSource::Fixed(a, text) => (*a, text.clone()),
     };
     // Start on a 16-byte boundary so rows line up with addresses.
@@ -144,7 +146,7 @@ pub fn build(session: &mut Session, symbols: &[Arc<SymbolTable>], mem: &MemSourc
     let pos = session.position(focus);
     match pos.and_then(|p| session.machine(focus).map(|m| (p, m))) {
         Ok((pos, m)) => {
-            let regs = Regs::from_kvm(&m.regs());
+            let regs = m.general_regs();
             snap.icount = pos.icount;
             snap.vtime = pos.vtime_ns;
             snap.disasm = disassemble(m, table, &breakpoints);

@@ -11,7 +11,9 @@ use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use vmrr_debugger::session::{Breakpoint, Direction, FrameEnd, HitKind, Move, Outcome, Pos, Session, VmId};
+use vmrr_debugger::session::{
+    Breakpoint, Direction, FrameEnd, HitKind, Move, Outcome, Pos, Session, VmId, WatchKind, Watchpoint,
+};
 use vmrr_debugger::symbols::SymbolTable;
 use vmrr_index::EventKind;
 
@@ -29,10 +31,15 @@ pub enum Job {
     ToggleBreakpoint {
         /// Its VM.
         vm: VmId,
-        /// Its address.
-        addr: u64,
-        /// How the user wrote it (for the message).
-        label: String,
+        /// Where, as the user wrote it (a symbol or an address).
+        location: String,
+    },
+    /// Add a watchpoint on writes, or remove it if it is there.
+    ToggleWatchpoint {
+        /// Its VM.
+        vm: VmId,
+        /// What, as the user wrote it (a variable or `0xaddr[:len]`).
+        expr: String,
     },
     /// Add a bookmark at the focus VM's position.
     AddBookmark(String),
@@ -70,6 +77,7 @@ impl Job {
             }) => "continue",
             Job::Move(Move::Continue { .. }) => "reverse-continue",
             Job::ToggleBreakpoint { .. } => "breakpoint",
+            Job::ToggleWatchpoint { .. } => "watchpoint",
             Job::AddBookmark(_) | Job::RenameBookmark { .. } | Job::DeleteBookmark(_) => "bookmark",
             Job::SetFocus(_) => "focus",
         }
@@ -232,18 +240,39 @@ fn execute(
                 Err(err) => Err(e(err)),
             }
         }
-        Job::ToggleBreakpoint { vm, addr, label } => {
-            let bp = Breakpoint {
-                addr: *addr,
-                vm: Some(*vm),
-            };
-            if s.breakpoints().contains(&bp) {
-                s.remove_breakpoint(bp);
-                Ok(format!("breakpoint at {label} removed"))
-            } else {
-                s.add_breakpoint(bp);
-                Ok(format!("breakpoint at {label} ({addr:#x}) in {}", s.vm_name(*vm)))
-            }
+        Job::ToggleBreakpoint { vm, location } => {
+            let table = symbols.get(*vm as usize).cloned().unwrap_or_default();
+            table.parse_location(location).map(|addr| {
+                let bp = Breakpoint { addr, vm: Some(*vm) };
+                if s.breakpoints().contains(&bp) {
+                    s.remove_breakpoint(bp);
+                    format!("breakpoint at {location} removed")
+                } else {
+                    s.add_breakpoint(bp);
+                    format!("breakpoint at {location} ({addr:#x}) in {}", s.vm_name(*vm))
+                }
+            })
+        }
+        Job::ToggleWatchpoint { vm, expr } => {
+            let table = symbols.get(*vm as usize).cloned().unwrap_or_default();
+            watch_range(&table, expr).and_then(|(addr, len)| {
+                let wp = Watchpoint {
+                    addr,
+                    len,
+                    kind: WatchKind::Write,
+                    vm: Some(*vm),
+                };
+                if s.watchpoints().contains(&wp) {
+                    s.remove_watchpoint(wp);
+                    Ok(format!("watchpoint on {expr} removed"))
+                } else {
+                    s.add_watchpoint(wp).map_err(e)?;
+                    Ok(format!(
+                        "watching writes to {expr} ({addr:#x}, {len} bytes) in {}",
+                        s.vm_name(*vm)
+                    ))
+                }
+            })
         }
         Job::AddBookmark(name) => s.add_bookmark(name, "").map_err(e).map(|b| {
             format!(
@@ -317,4 +346,22 @@ fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, symbols: &[Arc<Sy
             format!("{what} hit: {}", describe_pos(s, hit.pos))
         }
     }
+}
+
+/// The bytes a watch expression names: a symbol (its size, at most 8
+/// bytes), or `0xaddr[:len]`.
+fn watch_range(table: &SymbolTable, expr: &str) -> Result<(u64, u64), String> {
+    let (place, len) = match expr.rsplit_once(':') {
+        Some((p, l)) => {
+            let len = l
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("'{l}' is not a length in bytes"))?;
+            (p.trim(), Some(len))
+        }
+        None => (expr.trim(), None),
+    };
+    let addr = table.parse_location(place)?;
+    let size = table.by_name(place).map(|s| s.size.clamp(1, 8)).unwrap_or(8);
+    Ok((addr, len.unwrap_or(size)))
 }

@@ -9,7 +9,6 @@ use ratatui::widgets::{Paragraph, Widget};
 use vmrr_index::EventKind;
 
 use super::{dim, fit, pane, vm_color};
-use crate::app::happened;
 use crate::format;
 use crate::state::{AppState, KIND_PRESETS};
 
@@ -72,7 +71,7 @@ impl Widget for EventsView<'_> {
             .filter_map(|(row, &i)| {
                 let l = ev.lines.get(i)?;
                 let e = &l.event;
-                let past = happened(e, &st.snapshot);
+                let past = e.happened_at(st.snapshot.cursor);
                 let selected = ev.selected == Some(row);
                 let base = if past { Style::new() } else { dim() };
                 let t = e.vtime_ns;
