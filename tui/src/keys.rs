@@ -93,8 +93,10 @@ pub enum Action {
     ToggleInterrupts,
     /// Ask for the memory view's address.
     Memory,
-    /// Cycle the side pane: console, memory.
+    /// Cycle the side pane: console, frame payload, memory.
     ToggleSide,
+    /// Cycle the code pane: source, mixed, disassembly.
+    ToggleCode,
 }
 
 /// A key as the table names it: a code and whether Shift must be held (for
@@ -327,6 +329,13 @@ pub const KEYMAP: &[Binding] = &[
     pair(&[c('k')], Action::KindNext),
     pair(&[c('K')], Action::KindPrev),
     bind(
+        &[c('s')],
+        "s",
+        Action::ToggleCode,
+        "code pane: source / mixed / disassembly",
+        "source/mixed/disasm",
+    ),
+    bind(
         &[c('+'), c('=')],
         "+ / - / z",
         Action::ZoomIn,
@@ -354,7 +363,7 @@ pub const KEYMAP: &[Binding] = &[
         &[c('t')],
         "M / t",
         Action::ToggleSide,
-        "memory address / console or memory",
+        "memory address / console, frame payload or memory",
         "memory at / side pane",
     ),
     pair(&[c('M')], Action::Memory),

@@ -18,6 +18,7 @@
 pub mod app;
 pub mod format;
 pub mod keys;
+pub mod payload;
 pub mod render;
 pub mod snapshot;
 pub mod state;

@@ -11,13 +11,11 @@ use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use vmrr_debugger::session::{
-    Breakpoint, Direction, FrameEnd, HitKind, Move, Outcome, Pos, Session, VmId, WatchKind, Watchpoint,
-};
-use vmrr_debugger::symbols::SymbolTable;
+use vmrr_debugger::dwarf::Program;
+use vmrr_debugger::session::{Breakpoint, Direction, FrameEnd, HitKind, Move, Outcome, Pos, Session, VmId};
 use vmrr_index::EventKind;
 
-use crate::snapshot;
+use crate::snapshot::{self, Sources};
 use crate::state::{MemSource, Snapshot};
 
 /// A session operation.
@@ -130,7 +128,7 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the thread.
-    pub fn start(session: Arc<Mutex<Session>>, symbols: Vec<Arc<SymbolTable>>) -> Worker {
+    pub fn start(session: Arc<Mutex<Session>>, programs: Vec<Arc<Program>>) -> Worker {
         let (tx, jobs) = channel::<Request>();
         let (done, rx) = channel::<Done>();
         let progress = Arc::new(AtomicU64::new(NO_PROGRESS));
@@ -138,12 +136,13 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("vmrr-tui-worker".into())
             .spawn(move || {
+                let mut sources = Sources::default();
                 for req in jobs {
                     cell.store(NO_PROGRESS, Ordering::Relaxed);
                     // A panic elsewhere (the gdb thread) must not take the UI down with it.
                     let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
-                    let (outcome, choices) = execute(&mut s, &req.job, &symbols, &cell);
-                    let snapshot = snapshot::build(&mut s, &symbols, &req.mem);
+                    let (outcome, choices) = execute(&mut s, &req.job, &programs, &cell);
+                    let snapshot = snapshot::build(&mut s, &programs, &mut sources, &req.mem);
                     let breakpoints = s.breakpoints().to_vec();
                     drop(s);
                     let result = Done {
@@ -214,7 +213,7 @@ fn describe_pos(s: &Session, p: Pos) -> String {
 fn execute(
     s: &mut Session,
     job: &Job,
-    symbols: &[Arc<SymbolTable>],
+    programs: &[Arc<Program>],
     progress: &AtomicU64,
 ) -> (Result<String, String>, Vec<FrameEnd>) {
     let e = |e: vmrr_debugger::session::SessionError| e.to_string();
@@ -236,43 +235,44 @@ fn execute(
                     );
                     return (Ok(text), ends);
                 }
-                Ok(outcome) => Ok(describe_outcome(s, mv, &outcome, symbols)),
+                Ok(outcome) => Ok(describe_outcome(s, mv, &outcome, programs)),
                 Err(err) => Err(e(err)),
             }
         }
         Job::ToggleBreakpoint { vm, location } => {
-            let table = symbols.get(*vm as usize).cloned().unwrap_or_default();
-            table.parse_location(location).map(|addr| {
-                let bp = Breakpoint { addr, vm: Some(*vm) };
-                if s.breakpoints().contains(&bp) {
-                    s.remove_breakpoint(bp);
-                    format!("breakpoint at {location} removed")
-                } else {
-                    s.add_breakpoint(bp);
-                    format!("breakpoint at {location} ({addr:#x}) in {}", s.vm_name(*vm))
-                }
-            })
+            let program = programs.get(*vm as usize).cloned().unwrap_or_default();
+            s.toggle_breakpoint_at(*vm, &program, location)
+                .map_err(e)
+                .map(|(added, r)| {
+                    let addrs: Vec<String> = r.addrs.iter().map(|a| format!("{a:#x}")).collect();
+                    if added {
+                        format!(
+                            "breakpoint at {} ({}) in {}",
+                            r.label,
+                            addrs.join(", "),
+                            s.vm_name(*vm)
+                        )
+                    } else {
+                        format!("breakpoint at {} removed", r.label)
+                    }
+                })
         }
         Job::ToggleWatchpoint { vm, expr } => {
-            let table = symbols.get(*vm as usize).cloned().unwrap_or_default();
-            watch_range(&table, expr).and_then(|(addr, len)| {
-                let wp = Watchpoint {
-                    addr,
-                    len,
-                    kind: WatchKind::Write,
-                    vm: Some(*vm),
-                };
-                if s.watchpoints().contains(&wp) {
-                    s.remove_watchpoint(wp);
-                    Ok(format!("watchpoint on {expr} removed"))
-                } else {
-                    s.add_watchpoint(wp).map_err(e)?;
-                    Ok(format!(
-                        "watching writes to {expr} ({addr:#x}, {len} bytes) in {}",
-                        s.vm_name(*vm)
-                    ))
-                }
-            })
+            let program = programs.get(*vm as usize).cloned().unwrap_or_default();
+            s.toggle_watch_expr(*vm, &program, expr)
+                .map_err(e)
+                .map(|(added, wp, label)| {
+                    if added {
+                        format!(
+                            "watching writes to {label} ({:#x}, {} bytes) in {}: c / C to find them",
+                            wp.addr,
+                            wp.len,
+                            s.vm_name(*vm)
+                        )
+                    } else {
+                        format!("watchpoint on {label} removed")
+                    }
+                })
         }
         Job::AddBookmark(name) => s.add_bookmark(name, "").map_err(e).map(|b| {
             format!(
@@ -295,7 +295,7 @@ fn execute(
 }
 
 /// What to tell the user about a move's outcome.
-fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, symbols: &[Arc<SymbolTable>]) -> String {
+fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, programs: &[Arc<Program>]) -> String {
     match (mv, outcome) {
         (Move::Step { .. }, Outcome::Moved { .. }) => String::new(),
         (Move::StepCluster(_), Outcome::Moved { pos, .. }) => {
@@ -335,9 +335,9 @@ fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, symbols: &[Arc<Sy
         (_, Outcome::Hit(hit)) => {
             let what = match &hit.kind {
                 HitKind::Breakpoint { addr } => {
-                    let name = symbols
+                    let name = programs
                         .get(hit.pos.vm as usize)
-                        .and_then(|t| t.describe(*addr))
+                        .map(|p| crate::format::code_place(p, *addr))
                         .unwrap_or_else(|| format!("{addr:#x}"));
                     format!("breakpoint at {name}")
                 }
@@ -346,22 +346,4 @@ fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, symbols: &[Arc<Sy
             format!("{what} hit: {}", describe_pos(s, hit.pos))
         }
     }
-}
-
-/// The bytes a watch expression names: a symbol (its size, at most 8
-/// bytes), or `0xaddr[:len]`.
-fn watch_range(table: &SymbolTable, expr: &str) -> Result<(u64, u64), String> {
-    let (place, len) = match expr.rsplit_once(':') {
-        Some((p, l)) => {
-            let len = l
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| format!("'{l}' is not a length in bytes"))?;
-            (p.trim(), Some(len))
-        }
-        None => (expr.trim(), None),
-    };
-    let addr = table.parse_location(place)?;
-    let size = table.by_name(place).map(|s| s.size.clamp(1, 8)).unwrap_or(8);
-    Ok((addr, len.unwrap_or(size)))
 }

@@ -125,6 +125,7 @@ impl App {
             }
             Action::ToggleList => self.state.list_pane = self.state.list_pane.other(),
             Action::ToggleSide => self.state.side_pane = self.state.side_pane.next(),
+            Action::ToggleCode => self.state.code_view = self.state.code_view.next(),
             Action::RenameBookmark if self.state.list_pane == ListPane::Bookmarks => {
                 if let Some(b) = self.state.bookmarks.selected_name() {
                     self.open_prompt(PromptKind::RenameBookmark(b));
@@ -361,7 +362,11 @@ impl App {
                 }
             }
             PromptKind::Memory => {
-                let table = self.symbols.get(focus).cloned().unwrap_or_default();
+                let table = self
+                    .programs
+                    .get(focus)
+                    .map(|p| p.symbols().clone())
+                    .unwrap_or_default();
                 let source = match Gpr::from_name(&input.to_lowercase()) {
                     Some(r) => Ok(MemSource::Register(r)),
                     None => table

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::KeyEvent;
+use vmrr_debugger::dwarf::Program;
 use vmrr_debugger::session::{FrameEnd, Session};
-use vmrr_debugger::symbols::SymbolTable;
 
 use crate::state::{AppState, BreakpointInfo, Busy, MemSource, Message, VmInfo};
 use crate::worker::{Done, Job, Request, Worker};
@@ -57,7 +57,8 @@ pub struct App {
     held_keys: VecDeque<KeyEvent>,
     running: Option<Job>,
     mem: MemSource,
-    symbols: Vec<Arc<SymbolTable>>,
+    /// Each VM's image: symbols and DWARF (shared with the worker).
+    programs: Vec<Arc<Program>>,
     /// The frame event the last follow started from (to follow it again
     /// to the receiver the user picks).
     follow_from: Option<u64>,
@@ -72,7 +73,7 @@ impl App {
     /// Opens the application over a session (the cursor stays where the
     /// session has it) and starts its worker.
     pub fn new(session: Arc<Mutex<Session>>, options: Options) -> Result<App, String> {
-        let (vms, trace_name, symbols, views, cancel) = {
+        let (vms, trace_name, programs, views, cancel) = {
             let s = session.lock().unwrap_or_else(|p| p.into_inner());
             let trace = s.trace();
             let rows = trace.index().vms().map_err(|e| e.to_string())?;
@@ -88,9 +89,10 @@ impl App {
                         .unwrap_or(0),
                 })
                 .collect();
-            // An image without symbols still disassembles, with addresses only.
-            let symbols: Vec<Arc<SymbolTable>> = (0..s.vm_count())
-                .map(|vm| Arc::new(SymbolTable::for_vm(trace, vm).unwrap_or_default()))
+            // An image without symbols still disassembles, with addresses
+            // only; one without DWARF has no source view.
+            let programs: Vec<Arc<Program>> = (0..s.vm_count())
+                .map(|vm| Arc::new(Program::for_vm(trace, vm).unwrap_or_default()))
                 .collect();
             let name = trace
                 .dir()
@@ -98,10 +100,10 @@ impl App {
                 .map(|n| vmrr_debugger::describe::printable(&n.to_string_lossy()))
                 .unwrap_or_else(|| "trace".into());
             let views = IndexViews::open(trace, &vms)?;
-            (vms, name, symbols, views, s.cancel_flag())
+            (vms, name, programs, views, s.cancel_flag())
         };
         let end_vtime = vms.iter().map(|v| v.end_vtime).max().unwrap_or(0);
-        let worker = Worker::start(session.clone(), symbols.clone());
+        let worker = Worker::start(session.clone(), programs.clone());
         let mut app = App {
             state: AppState {
                 trace_name,
@@ -118,7 +120,7 @@ impl App {
             held_keys: VecDeque::new(),
             running: None,
             mem: MemSource::default(),
-            symbols,
+            programs,
             follow_from: None,
             choices: Vec::new(),
             last_generation_poll: Instant::now(),
@@ -277,9 +279,9 @@ impl App {
                     vm,
                     addr: b.addr,
                     label: self
-                        .symbols
+                        .programs
                         .get(vm)
-                        .and_then(|t| t.describe(b.addr))
+                        .map(|p| crate::format::code_place(p, b.addr))
                         .unwrap_or_else(|| format!("{:#x}", b.addr)),
                 }
             })

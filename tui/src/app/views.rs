@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use vmrr_debugger::cluster::config::FaultKind;
+use vmrr_debugger::cluster::config::{FaultKind, FaultSpec};
 use vmrr_debugger::describe::printable;
 use vmrr_debugger::session::VmId;
 use vmrr_debugger::trace::replay::Trace;
@@ -14,7 +14,7 @@ use vmrr_index::{EventFilter, EventKind, EventRow, FrameFate, Index, Position};
 
 use super::App;
 use crate::format;
-use crate::state::{EventLine, Link, Mark, MarkKind, VmInfo, KIND_PRESETS};
+use crate::state::{Band, BandKind, EventLine, Link, Mark, MarkKind, PayloadView, VmInfo, KIND_PRESETS};
 
 /// At most this many events are held by the events list; a larger trace
 /// shows a window of them around the cursor.
@@ -44,7 +44,7 @@ pub(super) struct IndexViews {
     frames: Vec<FrameInfo>,
     /// Rows of `frames` by frame id.
     frames_by_id: HashMap<u64, Vec<usize>>,
-    faults: Vec<Mark>,
+    bands: Vec<Band>,
     /// What the timeline's data was read for: (start, span, bookmarks,
     /// interrupts shown); moving the cursor inside the window needs no new query.
     timeline_key: Option<(u64, u64, usize, bool)>,
@@ -73,28 +73,35 @@ impl IndexViews {
         for (i, f) in frames.iter().enumerate() {
             frames_by_id.entry(f.id).or_default().push(i);
         }
-        let mut faults = Vec::new();
-        for f in &trace.config().faults {
-            let lanes: Vec<usize> = match &f.kind {
-                FaultKind::Partition(list) => list.clone(),
-                FaultKind::Heal => (0..vms.len()).collect(),
-                FaultKind::Drop { between, .. } | FaultKind::Delay { between, .. } => {
-                    vec![between.0, between.1]
-                }
-            };
-            faults.extend(lanes.into_iter().map(|vm| Mark {
-                vm,
-                vtime: f.at_ns,
-                kind: MarkKind::Fault,
-            }));
-        }
+        let bands = fault_bands(&trace.config().faults, vms);
         Ok(IndexViews {
             index,
             frames,
             frames_by_id,
-            faults,
+            bands,
             timeline_key: None,
         })
+    }
+
+    /// The first receipt of frame `frame`, with its payload.
+    fn first_receipt(&self, frame: u64) -> Result<Option<EventRow>, String> {
+        let rows = self
+            .index
+            .frame_receipts_of_send(frame)
+            .map_err(|e| e.to_string())?;
+        for f in rows {
+            let Some(icount) = f.recv_icount else {
+                continue;
+            };
+            let found = self
+                .index
+                .frame_event(f.dst, icount, EventKind::FrameRecv, frame)
+                .map_err(|e| e.to_string())?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
     /// The other ends of a frame event: every receiver of a send, the
@@ -204,9 +211,56 @@ impl App {
         self.update_selected_frame();
     }
 
-    /// The timeline highlights the selected event's frame.
+    /// The timeline highlights the selected event's frame, and the payload
+    /// pane shows its bytes.
     pub(super) fn update_selected_frame(&mut self) {
-        self.state.timeline.selected_frame = self.state.events.selected_frame_event().and_then(|e| e.value);
+        let selected = self.state.events.selected_frame_event().cloned();
+        self.state.timeline.selected_frame = selected.as_ref().and_then(|e| e.value);
+        let Some(e) = selected else {
+            self.state.payload = None;
+            return;
+        };
+        let frame = e.value.unwrap_or(0);
+        if self.state.payload.as_ref().is_some_and(|p| p.frame == frame) {
+            return;
+        }
+        self.state.payload = Some(self.load_payload(&e, frame));
+    }
+
+    /// A frame's bytes: a receipt carries them; a send's are those of its
+    /// first receipt (the index keeps no copy with the send).
+    fn load_payload(&self, e: &EventRow, frame: u64) -> PayloadView {
+        let name = |vm: VmId| self.state.vm_name(vm as usize).to_string();
+        let peers = self.views.peers_of(e);
+        let peer_names: Vec<String> = peers.iter().map(|&p| name(p)).collect();
+        let route = match e.kind {
+            EventKind::FrameSent => format!("{} → {}", name(e.vm), peer_names.join(", ")),
+            _ => format!("{} → {}", peer_names.join(", "), name(e.vm)),
+        };
+        let receipt = match e.kind {
+            EventKind::FrameRecv => Ok(Some(e.clone())),
+            _ => self.views.first_receipt(frame),
+        };
+        let (bytes, missing) = match receipt {
+            Ok(Some(r)) => match r.payload {
+                Some(p) => (p, None),
+                None => (
+                    Vec::new(),
+                    Some("the index keeps no payload for this frame".to_string()),
+                ),
+            },
+            Ok(None) => (
+                Vec::new(),
+                Some("never received (lost): the index keeps payloads with receipts only".to_string()),
+            ),
+            Err(err) => (Vec::new(), Some(err)),
+        };
+        PayloadView {
+            frame,
+            route,
+            bytes,
+            missing,
+        }
     }
 
     /// The focus VM's console output before the cursor.
@@ -267,7 +321,6 @@ impl App {
             EventKind::Marker,
             EventKind::Exit,
             EventKind::Stop,
-            EventKind::Fault,
         ];
         if tl.show_interrupts {
             kinds.push(EventKind::Interrupt);
@@ -293,12 +346,7 @@ impl App {
                 Vec::new()
             }
         };
-        marks.extend(
-            self.views
-                .faults
-                .iter()
-                .filter(|m| m.vtime >= start && m.vtime < end),
-        );
+        self.state.timeline.bands = self.views.bands.clone();
         marks.extend(
             self.state
                 .bookmarks
@@ -327,4 +375,51 @@ impl App {
             })
             .collect();
     }
+}
+
+/// The faults of the cluster file as bands: a partition on the VMs it cuts
+/// off until the next heal (or the end), a drop or delay on both ends of
+/// its link until it ends.
+fn fault_bands(faults: &[FaultSpec], vms: &[VmInfo]) -> Vec<Band> {
+    let end = vms.iter().map(|v| v.end_vtime).max().unwrap_or(0);
+    let mut bands = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        match &f.kind {
+            FaultKind::Partition(list) => {
+                let heal = faults[i + 1..]
+                    .iter()
+                    .find(|h| matches!(h.kind, FaultKind::Heal))
+                    .map(|h| h.at_ns)
+                    .unwrap_or(end);
+                bands.extend(list.iter().map(|&vm| Band {
+                    vm,
+                    from: f.at_ns,
+                    to: heal,
+                    kind: BandKind::Partition,
+                }));
+            }
+            FaultKind::Heal => {}
+            FaultKind::Drop {
+                between, until_ns, ..
+            }
+            | FaultKind::Delay {
+                between, until_ns, ..
+            } => {
+                let kind = if matches!(f.kind, FaultKind::Drop { .. }) {
+                    BandKind::Drop
+                } else {
+                    BandKind::Delay
+                };
+                for vm in [between.0, between.1] {
+                    bands.push(Band {
+                        vm,
+                        from: f.at_ns,
+                        to: *until_ns,
+                        kind,
+                    });
+                }
+            }
+        }
+    }
+    bands
 }

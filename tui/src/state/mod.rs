@@ -10,8 +10,11 @@ mod lists;
 mod timeline;
 
 pub use lists::{BookmarksState, EventLine, EventsState, KindPreset, KIND_PRESETS};
-pub use timeline::{Link, Mark, MarkKind, TimelineState, MIN_SPAN};
+use std::sync::Arc;
+pub use timeline::{Band, BandKind, Link, Mark, MarkKind, TimelineState, MIN_SPAN};
+
 use vmrr_backend::regs::{GeneralRegs, Gpr};
+use vmrr_debugger::dwarf::FunctionScope;
 use vmrr_index::Pos;
 
 /// One line of disassembly.
@@ -27,6 +30,24 @@ pub struct DisasmLine {
     pub current: bool,
     /// Whether a breakpoint of the focus VM is at this address.
     pub breakpoint: bool,
+    /// The source line that starts at this address (`file:line` and its
+    /// text), for the mixed view: set where the line changes.
+    pub source: Option<(String, u32, String)>,
+}
+
+/// The source file around the focus VM's current line.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SourceView {
+    /// The file's name relative to its build directory (`kvstore/kvstore.c`).
+    pub file_name: String,
+    /// Its lines, made printable (tabs expanded); empty when it could not be read.
+    pub lines: Arc<Vec<String>>,
+    /// The current line (1-based).
+    pub current: u32,
+    /// Lines with a breakpoint of the focus VM.
+    pub breakpoints: Vec<u32>,
+    /// Why the text is missing, if it is.
+    pub error: Option<String>,
 }
 
 /// Where the memory view looks.
@@ -78,6 +99,10 @@ pub struct Snapshot {
     pub disasm: Vec<DisasmLine>,
     /// The memory view.
     pub memory: MemoryView,
+    /// The source around the current line (None: no debugging information here).
+    pub source: Option<SourceView>,
+    /// The call stack, innermost scope first, with arguments and locals.
+    pub stack: Vec<FunctionScope>,
     /// Why the VM could not be shown, if it could not.
     pub error: Option<String>,
 }
@@ -122,16 +147,55 @@ pub enum SidePane {
     Console,
     /// The memory view.
     Memory,
+    /// The selected frame's payload.
+    Payload,
 }
 
 impl SidePane {
     /// The next one in the cycle of `t`.
     pub fn next(self) -> SidePane {
         match self {
-            SidePane::Console => SidePane::Memory,
+            SidePane::Console => SidePane::Payload,
+            SidePane::Payload => SidePane::Memory,
             SidePane::Memory => SidePane::Console,
         }
     }
+}
+
+/// What the code pane shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CodeView {
+    /// The C source around the current line (disassembly where there is none).
+    #[default]
+    Source,
+    /// Source lines with the instructions of each.
+    Mixed,
+    /// Instructions only.
+    Disassembly,
+}
+
+impl CodeView {
+    /// The next one in the cycle of `s`.
+    pub fn next(self) -> CodeView {
+        match self {
+            CodeView::Source => CodeView::Mixed,
+            CodeView::Mixed => CodeView::Disassembly,
+            CodeView::Disassembly => CodeView::Source,
+        }
+    }
+}
+
+/// A frame's payload as the payload pane shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PayloadView {
+    /// The frame.
+    pub frame: u64,
+    /// Who sent it to whom (`primary → backup2`).
+    pub route: String,
+    /// Its bytes (empty when the index keeps none).
+    pub bytes: Vec<u8>,
+    /// Why there are no bytes, if there are none.
+    pub missing: Option<String>,
 }
 
 /// What a prompt asks for.
@@ -157,9 +221,9 @@ impl PromptKind {
     /// The question shown before the input.
     pub fn question(&self) -> String {
         match self {
-            PromptKind::Goto => "go to (122.2ms, icount, vm:icount, #event): ".into(),
-            PromptKind::Breakpoint => "breakpoint at (symbol[+off] or 0xaddr): ".into(),
-            PromptKind::Watchpoint => "watch writes to (symbol or 0xaddr[:len]): ".into(),
+            PromptKind::Goto => "go to (12.5ms, icount, vm:icount, #event, bookmark): ".into(),
+            PromptKind::Breakpoint => "breakpoint at (file.c:line, function, 0xaddr): ".into(),
+            PromptKind::Watchpoint => "watch writes to (variable, name[i], 0xaddr[:len]): ".into(),
             PromptKind::AddBookmark => "bookmark name: ".into(),
             PromptKind::RenameBookmark(old) => format!("rename '{old}' to: "),
             PromptKind::Memory => "memory at (register, symbol or 0xaddr): ".into(),
@@ -235,8 +299,12 @@ pub struct AppState {
     pub console_partial: bool,
     /// The lower left pane.
     pub list_pane: ListPane,
-    /// The lower right pane (narrow screens).
+    /// The lower right pane.
     pub side_pane: SidePane,
+    /// What the code pane shows.
+    pub code_view: CodeView,
+    /// The selected frame's payload (when a frame event is selected).
+    pub payload: Option<PayloadView>,
     /// A line being typed.
     pub prompt: Option<Prompt>,
     /// Feedback of the last action.

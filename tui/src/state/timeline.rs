@@ -100,6 +100,41 @@ pub struct Link {
     pub lost: bool,
 }
 
+/// What a band on a lane stands for: a fault in force over an interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BandKind {
+    /// The VM is cut off from the others.
+    Partition,
+    /// Frames on a link are dropped (some or all).
+    Drop,
+    /// Frames on a link are delayed.
+    Delay,
+}
+
+impl BandKind {
+    /// Its name in the legend.
+    pub fn name(self) -> &'static str {
+        match self {
+            BandKind::Partition => "partition",
+            BandKind::Drop => "drop",
+            BandKind::Delay => "delay",
+        }
+    }
+}
+
+/// A fault drawn as a band over the lane of a VM it affects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Band {
+    /// The lane.
+    pub vm: usize,
+    /// From (inclusive).
+    pub from: u64,
+    /// To (exclusive).
+    pub to: u64,
+    /// What.
+    pub kind: BandKind,
+}
+
 /// The timeline: which window of virtual time is shown, and what is in it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TimelineState {
@@ -111,6 +146,8 @@ pub struct TimelineState {
     pub marks: Vec<Mark>,
     /// Frames that cross the window.
     pub links: Vec<Link>,
+    /// Faults in force, as bands on the lanes they affect (the whole trace).
+    pub bands: Vec<Band>,
     /// The frame of the selected event, drawn highlighted.
     pub selected_frame: Option<u64>,
     /// Whether interrupts are drawn (off by default: a lane's baseline
