@@ -41,7 +41,8 @@ start() {
 # settle: waits (at most 10 s) until no operation is running or queued.
 settle() {
     for _ in $(seq 50); do
-        tm capture-pane -t shot -p | grep -q "Esc cancels" || return 0
+        # A running operation shows "» label" in the status bar.
+        tm capture-pane -t shot -p | tail -1 | grep -q "^» " || return 0
         sleep 0.2
     done
 }
@@ -93,9 +94,9 @@ shot 03-follow-to-backup2 120 40
 keys k v v v /; text "apply = 5"; keys Enter Escape
 shot 04-late-apply-5 120 40
 
-# 5. The frame received just before it, followed back to the primary's
-#    resend; its payload decoded (WRITE #5 k3=31); zoomed in on the heal.
-keys K p f t + + + + + + +
+# 5. The frame received just before it: its payload decoded (WRITE #5
+#    k3=31), then followed back to the primary's resend; zoomed in on the heal.
+keys K p t f + + + + + + +
 shot 05-resend-payload 120 40
 
 # 6. The README's picture: the stale write itself, at 140x45. A breakpoint

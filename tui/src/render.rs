@@ -12,7 +12,7 @@
 //!  status: prompt, progress, message or the next move's hint; position
 //! ```
 //!
-//! Below 140 columns the pane right of the code shows the locals (source
+//! Below 170 columns the pane right of the code shows the locals (source
 //! and mixed views) or the registers (disassembly view): panes are dropped,
 //! not squeezed until their text is cut.
 
@@ -28,8 +28,9 @@ use crate::widgets::{
 
 /// Narrowest usable screen.
 pub const MIN_WIDTH: u16 = 80;
-/// Width from which the registers sit beside the code and the locals.
-const WIDE: u16 = 140;
+/// Width from which the registers sit beside the code and the locals
+/// (below it the code would be cut to make room for them).
+const WIDE: u16 = 170;
 /// Height of the code row at its smallest (9 register rows).
 const FOCUS_MIN: u16 = 11;
 /// Height of the lists row at its smallest (3 rows of events).

@@ -341,7 +341,15 @@ fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, programs: &[Arc<P
                         .unwrap_or_else(|| format!("{addr:#x}"));
                     format!("breakpoint at {name}")
                 }
-                HitKind::Watch { watch, .. } => format!("watchpoint {:#x}", watch.addr),
+                HitKind::Watch { watch, old, new } => {
+                    let le = |b: &[u8]| b.iter().rev().fold(0u64, |v, x| (v << 8) | u64::from(*x));
+                    let change = if watch.len <= 8 {
+                        format!(" {} → {}", le(old), le(new))
+                    } else {
+                        String::new()
+                    };
+                    format!("watchpoint {:#x}{change}", watch.addr)
+                }
             };
             format!("{what} hit: {}", describe_pos(s, hit.pos))
         }

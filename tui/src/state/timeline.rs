@@ -169,7 +169,8 @@ impl TimelineState {
 
     /// Moves the window, if needed, so that time `t` is inside it (centred).
     pub fn keep_in_view(&mut self, t: u64) {
-        if t < self.start || t >= self.end() {
+        // The end of the trace is in a window that ends there.
+        if t < self.start || t > self.end() {
             self.start = t.saturating_sub(self.span / 2);
         }
     }
