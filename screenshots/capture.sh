@@ -95,8 +95,8 @@ keys k v v v /; text "apply = 5"; keys Enter Escape
 shot 04-late-apply-5 120 40
 
 # 5. The frame received just before it: its payload decoded (WRITE #5
-#    k3=31), then followed back to the primary's resend; zoomed in on the heal.
-keys K p t f + + + + + + +
+#    k3=31); zoomed in on the heal, frames drawn from lane to lane.
+keys K p t + + + + + + +
 shot 05-resend-payload 120 40
 
 # 6. The README's picture: the stale write itself, at 140x45. A breakpoint
@@ -108,9 +108,9 @@ shot 06-stale-write-source 140 45
 
 # 7. Wide: registers, the mixed view (source lines and their instructions)
 #    and the locals side by side.
-start wide 160 48
+start wide 180 48
 keys g; text backup2:38745; keys Enter b; text "kvstore.c:$line"; keys Enter C s
-shot 07-wide-mixed 160 48
+shot 07-wide-mixed 180 48
 
 # 8. The same stop at the smallest size: locals beside the source.
 start small 80 24
