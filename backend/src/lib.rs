@@ -24,6 +24,6 @@ pub mod vclock;
 pub use config::VmConfig;
 pub use error::{Result, VmError};
 pub use events::{Event, EventKind};
-pub use machine::{state, ExecLog, Machine, RunLimit, Stop, LINE_BYTES};
+pub use machine::{state, ExecLog, Machine, RunLimit, Stop, WORD_BYTES};
 pub use regs::{GeneralRegs, Gpr};
 pub use state::MachineState;

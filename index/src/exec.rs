@@ -1,5 +1,5 @@
 //! The execution index: per VM and per checkpoint slice, which instruction
-//! addresses ran and which memory was written, so that a search replays only
+//! addresses ran and which memory (8-byte words) was written, so that a search replays only
 //! the slices that can hold its answer. Stored in `exec_slices` (schema 2),
 //! each set sorted, delta-encoded as LEB128 varints and zstd-compressed.
 
@@ -25,9 +25,9 @@ pub struct ExecSliceRow {
     pub end_icount: u64,
     /// Guest-virtual addresses of the instructions run, sorted, unique.
     pub addrs: Vec<u64>,
-    /// Guest-physical 64-byte lines written (address / 64), sorted, unique.
-    pub lines: Vec<u64>,
-    /// Guest-physical pages written in ways no line says (device DMA, the
+    /// Guest-physical 8-byte words written (address / 8), sorted, unique.
+    pub words: Vec<u64>,
+    /// Guest-physical pages written in ways no word says (device DMA, the
     /// CPU's own accessed/dirty bits): the whole page counts as written.
     pub pages: Vec<u64>,
 }
@@ -42,13 +42,13 @@ impl ExecSliceRow {
     /// in this slice.
     pub fn may_write(&self, pa: u64, len: u64) -> bool {
         let last = pa.saturating_add(len.max(1) - 1);
-        let lines = (pa / 64)..=(last / 64);
+        let words = (pa / 8)..=(last / 8);
         let pages = (pa / 4096)..=(last / 4096);
         let hit = |set: &[u64], lo: u64, hi: u64| {
             let i = set.partition_point(|&v| v < lo);
             set.get(i).is_some_and(|&v| v <= hi)
         };
-        hit(&self.lines, *lines.start(), *lines.end()) || hit(&self.pages, *pages.start(), *pages.end())
+        hit(&self.words, *words.start(), *words.end()) || hit(&self.pages, *pages.start(), *pages.end())
     }
 }
 
@@ -131,7 +131,7 @@ impl Index {
         let p = self.path.as_path();
         let mut stmt = tx
             .prepare_cached(
-                "INSERT OR REPLACE INTO exec_slices(vm, icount, end_icount, addrs, lines, pages) \
+                "INSERT OR REPLACE INTO exec_slices(vm, icount, end_icount, addrs, words, pages) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .ctx(p, "writing the execution index")?;
@@ -145,7 +145,7 @@ impl Index {
                 r.icount as i64,
                 r.end_icount as i64,
                 pack(&r.addrs).map_err(io)?,
-                pack(&r.lines).map_err(io)?,
+                pack(&r.words).map_err(io)?,
                 pack(&r.pages).map_err(io)?,
             ])
             .ctx(p, "writing the execution index")?;
@@ -161,7 +161,7 @@ impl Index {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT vm, icount, end_icount, addrs, lines, pages FROM exec_slices \
+                "SELECT vm, icount, end_icount, addrs, words, pages FROM exec_slices \
                  WHERE vm = ?1 ORDER BY icount",
             )
             .ctx(&p, what)?;
@@ -189,7 +189,7 @@ impl Index {
                 icount,
                 end_icount,
                 addrs: unpack(&a).map_err(|e| damaged("addresses", e))?,
-                lines: unpack(&l).map_err(|e| damaged("written lines", e))?,
+                words: unpack(&l).map_err(|e| damaged("written words", e))?,
                 pages: unpack(&g).map_err(|e| damaged("written pages", e))?,
             });
         }
@@ -222,15 +222,15 @@ mod tests {
     fn queries_on_a_slice() {
         let s = ExecSliceRow {
             addrs: vec![0x1000, 0x1010, 0x2000],
-            lines: vec![0x4000 / 64],
+            words: vec![0x4000 / 8, 0x4008 / 8],
             pages: vec![9],
             ..ExecSliceRow::default()
         };
         assert!(s.ran_any(&[0x5, 0x1010]));
         assert!(!s.ran_any(&[0x1011]));
-        assert!(s.may_write(0x4010, 4));
-        assert!(s.may_write(0x3ffe, 4), "straddles into the written line");
-        assert!(!s.may_write(0x4040, 64));
+        assert!(s.may_write(0x4008, 4));
+        assert!(s.may_write(0x3ffe, 4), "straddles into the written word");
+        assert!(!s.may_write(0x4010, 64));
         assert!(s.may_write(9 * 4096 + 100, 1), "a whole page");
     }
 }

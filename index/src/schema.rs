@@ -120,8 +120,8 @@ pub(crate) struct Migration {
 }
 
 /// Schema 2: the execution index (`exec_slices`: per VM and checkpoint
-/// slice, the instruction addresses run and the memory written, as packed
-/// sets), and each checkpoint file's hash (`checkpoints.file_hash`, NULL for
+/// slice, the instruction addresses run and the 8-byte words of memory
+/// written, as packed sets), and each checkpoint file's hash (`checkpoints.file_hash`, NULL for
 /// checkpoints recorded before it).
 pub const SCHEMA_V2: &str = "
 CREATE TABLE exec_slices(
@@ -129,7 +129,7 @@ CREATE TABLE exec_slices(
     icount     INTEGER NOT NULL,
     end_icount INTEGER NOT NULL,
     addrs      BLOB NOT NULL,
-    lines      BLOB NOT NULL,
+    words      BLOB NOT NULL,
     pages      BLOB NOT NULL,
     PRIMARY KEY (vm, icount)
 ) WITHOUT ROWID;

@@ -339,7 +339,7 @@ fn schema_1_migrates_to_the_execution_index() {
         icount: 0,
         end_icount: 100,
         addrs: vec![0x100000, 0x100003],
-        lines: vec![7],
+        words: vec![7],
         pages: vec![],
     };
     index.add_exec_slice(&row).unwrap();

@@ -1,6 +1,7 @@
 //! The execution log: while it is on, the engine notes the address of every
-//! instruction it is about to step and every 64-byte line of guest-physical
-//! memory the instruction writes. Recording keeps one log per checkpoint
+//! instruction it is about to step and every 8-byte word of guest-physical
+//! memory the instruction writes (words, not cache lines: a variable next to
+//! a busy one must not look written whenever its neighbour is). Recording keeps one log per checkpoint
 //! slice, so that a later search ("where does execution next reach address
 //! A, write line L") replays only the slices that can hold the answer.
 //!
@@ -9,13 +10,13 @@
 //! never hold less. What it covers:
 //! * every instruction's explicit and implicit memory operands (iced-x86's
 //!   `used_memory`: `mov`, `push`, `call`, `xchg`, string instructions …),
-//!   translated to guest-physical lines through the guest's page tables;
+//!   translated to guest-physical words through the guest's page tables;
 //! * a `rep` string instruction's chunk, from RDI before and after the step;
 //! * an interrupt's or exception's frame: the stack between RSP after and
 //!   before the step, and the first instruction of an interrupt's handler;
 //! * everything else — writes by the devices (virtio DMA), by the CPU itself
 //!   (accessed/dirty bits) — is covered by the recorder, which marks the
-//!   dirty pages no logged line explains as written whole.
+//!   dirty pages no logged word explains as written whole.
 
 use iced_x86::{Instruction, InstructionInfoFactory, Mnemonic, OpAccess};
 
@@ -23,8 +24,8 @@ use super::Machine;
 use crate::memory;
 use crate::regs::address_register;
 
-/// Bytes in one line of the write log.
-pub const LINE_BYTES: u64 = 64;
+/// Bytes in one word of the write log.
+pub const WORD_BYTES: u64 = 8;
 /// A stack range larger than this between RSP before and after a step is a
 /// stack switch (`mov rsp, …`), not a frame: it is not logged as written.
 const MAX_FRAME_BYTES: u64 = 512;
@@ -34,8 +35,8 @@ const MAX_FRAME_BYTES: u64 = 512;
 pub struct ExecLog {
     /// Guest-virtual addresses of the instructions stepped, sorted, unique.
     pub addrs: Vec<u64>,
-    /// Guest-physical 64-byte lines written (address / 64), sorted, unique.
-    pub lines: Vec<u64>,
+    /// Guest-physical 8-byte words written (address / 8), sorted, unique.
+    pub words: Vec<u64>,
 }
 
 /// The log being gathered (unsorted; sorted when taken).
@@ -43,7 +44,7 @@ pub struct ExecLog {
 pub(super) struct LogState {
     pub(super) on: bool,
     addrs: Vec<u64>,
-    lines: Vec<u64>,
+    words: Vec<u64>,
     factory: Option<InstructionInfoFactory>,
 }
 
@@ -52,7 +53,7 @@ impl std::fmt::Debug for LogState {
         f.debug_struct("LogState")
             .field("on", &self.on)
             .field("addrs", &self.addrs.len())
-            .field("lines", &self.lines.len())
+            .field("words", &self.words.len())
             .finish()
     }
 }
@@ -74,7 +75,7 @@ impl Machine {
     pub fn take_exec_log(&mut self) -> ExecLog {
         ExecLog {
             addrs: sorted(std::mem::take(&mut self.log.addrs)),
-            lines: sorted(std::mem::take(&mut self.log.lines)),
+            words: sorted(std::mem::take(&mut self.log.words)),
         }
     }
 
@@ -85,7 +86,7 @@ impl Machine {
         }
     }
 
-    /// Notes `[va, va + len)` as written, line by line, through the page tables.
+    /// Notes `[va, va + len)` as written, word by word, through the page tables.
     fn log_write(&mut self, va: u64, len: u64) {
         if len == 0 {
             return;
@@ -98,7 +99,7 @@ impl Machine {
             let page_end = (at | (memory::PAGE_SIZE - 1)).saturating_add(1).min(end);
             if let Ok(pa) = memory::translate(&self.ram, &mode, at) {
                 let last = pa + (page_end - at - 1);
-                self.log.lines.extend(pa / LINE_BYTES..=last / LINE_BYTES);
+                self.log.words.extend(pa / WORD_BYTES..=last / WORD_BYTES);
             }
             if page_end <= at {
                 break;

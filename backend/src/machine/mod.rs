@@ -41,7 +41,7 @@ pub mod state;
 
 use kvm_ioctls::{VcpuFd, VmFd};
 
-pub use exec_log::{ExecLog, LINE_BYTES};
+pub use exec_log::{ExecLog, WORD_BYTES};
 
 use crate::config::VmConfig;
 use crate::cpuid::CpuidLeaf;

@@ -38,6 +38,7 @@ mod probes;
 mod resume;
 mod rounds;
 mod search;
+mod source;
 mod step;
 
 use std::path::Path;
@@ -53,6 +54,7 @@ pub use moves::{Move, Outcome};
 pub use over::{return_site, ReturnSite, Returned};
 pub use points::{Breakpoint, WatchKind, Watchpoint, MAX_WATCH_BYTES};
 pub use probes::{Hit, HitKind};
+pub use source::MAX_FRAMES;
 pub use vmrr_index::{Pos, VmId};
 
 /// Which way to move.

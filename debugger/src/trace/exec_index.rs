@@ -7,23 +7,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use vmrr_backend::state::DirtyPages;
-use vmrr_backend::{ExecLog, LINE_BYTES};
+use vmrr_backend::{ExecLog, WORD_BYTES};
 use vmrr_index::{ExecSliceRow, VmId};
 
 use super::{Trace, TraceError};
 
-/// Lines of 64 bytes in a 4 KiB page.
-const LINES_PER_PAGE: u64 = 4096 / LINE_BYTES;
+/// Words of the write log in a 4 KiB page.
+const WORDS_PER_PAGE: u64 = 4096 / WORD_BYTES;
 
 /// The row of the slice of `vm` from `start` to `end`: what the engine
-/// logged, plus every page written that no logged line explains (the
+/// logged, plus every page written that no logged word explains (the
 /// devices' DMA, the CPU's own accessed/dirty bits) as written whole, so the
 /// written set is never smaller than what happened.
 pub fn slice_row(vm: VmId, start: u64, end: u64, log: ExecLog, dirty: &DirtyPages) -> ExecSliceRow {
     let explained = |page: u64| {
-        let lo = page * LINES_PER_PAGE;
-        let i = log.lines.partition_point(|&l| l < lo);
-        log.lines.get(i).is_some_and(|&l| l < lo + LINES_PER_PAGE)
+        let lo = page * WORDS_PER_PAGE;
+        let i = log.words.partition_point(|&l| l < lo);
+        log.words.get(i).is_some_and(|&l| l < lo + WORDS_PER_PAGE)
     };
     let mut pages: Vec<u64> = dirty
         .guest
@@ -39,7 +39,7 @@ pub fn slice_row(vm: VmId, start: u64, end: u64, log: ExecLog, dirty: &DirtyPage
         icount: start,
         end_icount: end,
         addrs: log.addrs,
-        lines: log.lines,
+        words: log.words,
         pages,
     }
 }
