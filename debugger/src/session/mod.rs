@@ -43,8 +43,9 @@ mod step;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::dwarf::Program;
 use crate::trace::Trace;
 use dense::DenseCache;
 pub use error::SessionError;
@@ -127,6 +128,9 @@ pub struct Session {
     /// Bumped at every move, so views know when to redraw.
     generation: u64,
     jobs: usize,
+    /// Each VM's image with its debug information, read on first use
+    /// (`None`: the image has none, or could not be read).
+    programs: Vec<OnceLock<Option<Arc<Program>>>>,
 }
 
 /// A VM id as an index into per-VM tables.
@@ -153,6 +157,7 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             generation: 0,
             jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            programs: (0..n).map(|_| OnceLock::new()).collect(),
         })
     }
 
@@ -244,6 +249,15 @@ impl Session {
     /// Threads used by searches.
     pub fn set_jobs(&mut self, jobs: usize) {
         self.jobs = jobs.max(1);
+    }
+
+    /// VM `vm`'s image with its debug information (line tables, call-frame
+    /// information, variables), read once; `None` if it has none.
+    pub fn program(&self, vm: VmId) -> Option<Arc<Program>> {
+        self.programs
+            .get(ix(vm))?
+            .get_or_init(|| Program::for_vm(&self.trace, ix(vm)).ok().map(Arc::new))
+            .clone()
     }
 
     /// Last icount of `vm` in the trace (its last checkpoint).
