@@ -1,7 +1,7 @@
 //! PVH boot: checks an ELF64 kernel, loads it with linux-loader, writes
 //! `hvm_start_info` (memory map, command line) and gives the 32-bit entry state.
 
-use std::fs::File;
+use std::io::Cursor;
 use std::path::Path;
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
@@ -212,24 +212,31 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
     Err(bad(path, "has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)"))
 }
 
+/// Reads a guest image: a regular file of at most
+/// [`MAX_IMAGE_BYTES`](crate::input::MAX_IMAGE_BYTES).
+pub fn read_image(path: &Path) -> Result<Vec<u8>> {
+    Ok(crate::input::read_limited(
+        path,
+        "a guest image",
+        crate::input::MAX_IMAGE_BYTES,
+    )?)
+}
+
 /// Loads the kernel, writes the PVH start info and command line.
 pub fn load_kernel(ram: &GuestRam, path: &Path, mem_bytes: u64, cmdline: &str) -> Result<BootInfo> {
-    let image = std::fs::read(path).map_err(|source| VmError::ImageIo {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let image = read_image(path)?;
     let entry = inspect(path, &image, mem_bytes)?;
-    let mut file = File::open(path).map_err(|source| VmError::ImageIo {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let loaded = Elf::load(ram, None, &mut file, Some(GuestAddress(KERNEL_MIN_ADDR))).map_err(|source| {
-        VmError::Loader {
-            path: path.to_path_buf(),
-            source,
-            fix: FIX,
-        }
-    })?;
+    // The loader reads the bytes already checked, not the file again: what
+    // is loaded is what was inspected.
+    let mut cursor = Cursor::new(&image[..]);
+    let loaded =
+        Elf::load(ram, None, &mut cursor, Some(GuestAddress(KERNEL_MIN_ADDR))).map_err(|source| {
+            VmError::Loader {
+                path: path.to_path_buf(),
+                source,
+                fix: FIX,
+            }
+        })?;
 
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);
