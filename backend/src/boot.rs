@@ -74,6 +74,109 @@ struct Phdr {
     memsz: u64,
 }
 
+/// Bytes of one ELF64 program header.
+const PHDR_BYTES: u64 = 56;
+
+/// One `PT_LOAD` segment: consistent sizes, inside the file, above the boot
+/// area and inside guest memory.
+fn check_segment(path: &Path, image: &[u8], p: &Phdr, mem_bytes: u64) -> Result<()> {
+    if p.filesz > p.memsz {
+        return Err(bad(
+            path,
+            format!(
+                "segment at {:#x} has more bytes in the file (p_filesz {:#x}) than in memory (p_memsz {:#x}): \
+                 its program header is inconsistent",
+                p.paddr, p.filesz, p.memsz
+            ),
+        ));
+    }
+    if p.offset
+        .checked_add(p.filesz)
+        .is_none_or(|e| e > image.len() as u64)
+    {
+        return Err(bad(
+            path,
+            format!(
+                "segment at {:#x} claims {} file bytes past the end of the file (truncated?)",
+                p.paddr, p.filesz
+            ),
+        ));
+    }
+    if p.memsz == 0 {
+        return Ok(());
+    }
+    let end = p.paddr.saturating_add(p.memsz);
+    if p.paddr < KERNEL_MIN_ADDR {
+        return Err(bad(
+            path,
+            format!(
+                "segment at physical {:#x} overlaps the boot area below 1 MiB",
+                p.paddr
+            ),
+        ));
+    }
+    if end > mem_bytes {
+        return Err(VmError::BadImage {
+            path: path.to_path_buf(),
+            problem: format!(
+                "segment [{:#x}, {:#x}) lies outside guest memory ({} MiB)",
+                p.paddr,
+                end,
+                mem_bytes >> 20
+            ),
+            fix: "give the VM more memory (--mem) or link the kernel lower",
+        });
+    }
+    Ok(())
+}
+
+/// No two loaded segments share an address: the later one would silently
+/// overwrite the earlier.
+fn check_overlaps(path: &Path, loads: &[&Phdr]) -> Result<()> {
+    let mut spans: Vec<(u64, u64)> = loads
+        .iter()
+        .filter(|p| p.memsz > 0)
+        .map(|p| (p.paddr, p.paddr.saturating_add(p.memsz)))
+        .collect();
+    spans.sort_unstable();
+    // Sorted by start, two spans overlap only if some neighbours do.
+    for pair in spans.windows(2) {
+        let ((a, a_end), (b, b_end)) = (pair[0], pair[1]);
+        if b < a_end {
+            return Err(bad(
+                path,
+                format!("segments [{a:#x}, {a_end:#x}) and [{b:#x}, {b_end:#x}) overlap"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The PVH entry lies in bytes loaded from the file: anywhere else the
+/// guest would run zeros (and the engine would blame the host for them).
+fn check_entry(path: &Path, entry: u64, loads: &[&Phdr]) -> Result<()> {
+    let within = |p: &Phdr, len: u64| entry >= p.paddr && entry - p.paddr < len;
+    if loads.iter().any(|p| within(p, p.filesz)) {
+        return Ok(());
+    }
+    let problem = if let Some(p) = loads.iter().find(|p| within(p, p.memsz)) {
+        format!(
+            "PVH entry {entry:#x} lies in the zero-filled part (.bss) of the segment at {:#x}, \
+             where no code is loaded",
+            p.paddr
+        )
+    } else if let Some(p) = loads.iter().find(|p| p.paddr == entry && p.memsz == 0) {
+        format!(
+            "PVH entry {entry:#x} is in the segment at {:#x}, whose size in memory (p_memsz) is 0: \
+             nothing is loaded there",
+            p.paddr
+        )
+    } else {
+        format!("PVH entry {entry:#x} lies outside every loaded segment: the guest would run no code of the image")
+    };
+    Err(bad(path, problem))
+}
+
 /// Checks the ELF headers against guest memory and finds the PVH entry.
 /// Every failure names what is wrong, so the user need not run `readelf`.
 pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
@@ -109,8 +212,13 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
     let phoff = u64_at(image, 32);
     let phentsize = u16_at(image, 54) as u64;
     let phnum = u16_at(image, 56) as u64;
-    if phentsize < 56 {
-        return Err(bad(path, format!("program header size {phentsize} is too small")));
+    // linux-loader reads the table as packed 56-byte entries whatever the
+    // header says: any other size would load something not checked here.
+    if phentsize != PHDR_BYTES {
+        return Err(bad(
+            path,
+            format!("program header size {phentsize} is not the ELF64 size ({PHDR_BYTES})"),
+        ));
     }
     let table_end = phoff.checked_add(phentsize.saturating_mul(phnum));
     if phnum == 0 || table_end.is_none_or(|end| end > image.len() as u64) {
@@ -130,48 +238,14 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
             memsz: u64_at(image, o + 40),
         });
     }
-    let mut loads = 0;
-    for p in phdrs.iter().filter(|p| p.kind == PT_LOAD && p.memsz > 0) {
-        loads += 1;
-        let end = p.paddr.saturating_add(p.memsz);
-        if p.paddr < KERNEL_MIN_ADDR {
-            return Err(bad(
-                path,
-                format!(
-                    "segment at physical {:#x} overlaps the boot area below 1 MiB",
-                    p.paddr
-                ),
-            ));
-        }
-        if end > mem_bytes {
-            return Err(VmError::BadImage {
-                path: path.to_path_buf(),
-                problem: format!(
-                    "segment [{:#x}, {:#x}) lies outside guest memory ({} MiB)",
-                    p.paddr,
-                    end,
-                    mem_bytes >> 20
-                ),
-                fix: "give the VM more memory (--mem) or link the kernel lower",
-            });
-        }
-        if p.offset
-            .checked_add(p.filesz)
-            .is_none_or(|e| e > image.len() as u64)
-            || p.filesz > p.memsz
-        {
-            return Err(bad(
-                path,
-                format!(
-                    "segment at {:#x} claims {} file bytes past the end of the file (truncated?)",
-                    p.paddr, p.filesz
-                ),
-            ));
-        }
+    let loads: Vec<&Phdr> = phdrs.iter().filter(|p| p.kind == PT_LOAD).collect();
+    for p in &loads {
+        check_segment(path, image, p, mem_bytes)?;
     }
-    if loads == 0 {
+    if !loads.iter().any(|p| p.memsz > 0) {
         return Err(bad(path, "has no loadable segment"));
     }
+    check_overlaps(path, &loads)?;
     // Every PT_NOTE is searched: linux-loader keeps only the last one.
     for p in phdrs.iter().filter(|p| p.kind == PT_NOTE) {
         let start = p.offset as usize;
@@ -204,6 +278,7 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
                         format!("PVH entry {entry:#x} is outside guest memory or not 32-bit"),
                     ));
                 }
+                check_entry(path, entry, &loads)?;
                 return Ok(entry);
             }
             o = next;
@@ -329,39 +404,5 @@ pub fn entry_state(entry: u64, sregs: &mut kvm_sregs) -> kvm_regs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn elf_with(class: u8, machine: u16) -> Vec<u8> {
-        let mut b = vec![0u8; 64];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = class;
-        b[5] = 1;
-        b[18..20].copy_from_slice(&machine.to_le_bytes());
-        b
-    }
-
-    #[test]
-    fn rejects_non_elf_and_wrong_class() {
-        let p = Path::new("x.elf");
-        let e = inspect(p, b"hello world", 64 << 20).unwrap_err().to_string();
-        assert!(e.contains("not an ELF file"), "{e}");
-        let e = inspect(p, &elf_with(1, 3), 64 << 20).unwrap_err().to_string();
-        assert!(e.contains("32-bit ELF"), "{e}");
-        let e = inspect(p, &elf_with(2, 40), 64 << 20).unwrap_err().to_string();
-        assert!(e.contains("machine 40"), "{e}");
-        let e = inspect(p, &elf_with(2, 62), 64 << 20).unwrap_err().to_string();
-        assert!(e.contains("program header"), "{e}");
-        let e = inspect(p, &elf_with(1, 3)[..52], 64 << 20)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("32-bit ELF"),
-            "a short ELF32 header is still named ELF32: {e}"
-        );
-        let e = inspect(p, &elf_with(2, 62)[..40], 64 << 20)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("truncated (40 of 64"), "{e}");
-    }
-}
+#[path = "boot_tests.rs"]
+mod tests;
