@@ -73,6 +73,22 @@ impl InputError {
         }
     }
 
+    /// What is wrong, without the path: "is a directory, not a regular
+    /// file", "no such file", ...
+    pub fn problem(&self) -> String {
+        match self {
+            InputError::Missing { .. } => "no such file".into(),
+            InputError::DanglingLink { target, .. } => {
+                format!("is a symbolic link to {}, which does not exist", target.display())
+            }
+            InputError::NotRegular { kind, .. } => format!("is {kind}, not a regular file"),
+            InputError::TooLarge { what, limit, .. } => {
+                format!("is larger than {limit} bytes, the limit for {what}")
+            }
+            InputError::Io { source, .. } => source.to_string(),
+        }
+    }
+
     /// Whether nothing (or a dangling link) is at the path.
     pub fn is_missing(&self) -> bool {
         matches!(self, InputError::Missing { .. } | InputError::DanglingLink { .. })

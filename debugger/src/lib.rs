@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod describe;
+pub mod names;
 pub mod session;
 pub mod symbols;
 pub mod trace;
