@@ -124,6 +124,17 @@ pub enum IndexError {
         path: PathBuf,
     },
 
+    /// A bookmark name holds a control character or is too long. (Spaces,
+    /// `#` and any other printable character are fine.)
+    #[error("{}: a bookmark name {problem}", path.display())]
+    BadBookmarkName {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong, without repeating the name (it may hold the
+        /// control characters this is about).
+        problem: String,
+    },
+
     /// `query_read_only` refused a statement because it could change the
     /// trace or the connection.
     #[error("{}: refused: `{statement}` {reason}; `vmrr sql` only reads the trace", path.display())]

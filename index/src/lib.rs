@@ -38,6 +38,7 @@ mod sql;
 mod time;
 mod write;
 
+pub use bookmarks::MAX_BOOKMARK_NAME_CHARS;
 pub use error::{IndexError, Result};
 pub use exec::ExecSliceRow;
 pub use index::{Index, DEFAULT_BATCH_ROWS};
