@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use vmrr_debugger::session::{Breakpoint, Direction, Returned, Scope, Session, StopReason, WatchKind, Watchpoint};
+use vmrr_debugger::session::{
+    Breakpoint, Direction, Returned, Scope, Session, StopReason, WatchKind, Watchpoint,
+};
 use vmrr_debugger::symbols::SymbolTable;
 use vmrr_debugger::trace::Trace;
 
@@ -90,7 +92,12 @@ struct Motion {
 fn main() {
     let image = vmrr_guests::image("motion");
     let symbols = SymbolTable::load(&image).unwrap_or_else(|e| fail(e));
-    let sym = |name: &str| symbols.by_name(name).map(|s| s.addr).unwrap_or_else(|| fail(format!("no {name}")));
+    let sym = |name: &str| {
+        symbols
+            .by_name(name)
+            .map(|s| s.addr)
+            .unwrap_or_else(|| fail(format!("no {name}")))
+    };
     let (dir, recorded_in) = trace_dir(&image);
     let trace = Trace::open(&dir, false).unwrap_or_else(|e| fail(e));
     let end = trace.end_icount(0);
@@ -122,7 +129,10 @@ fn main() {
         let mut distance = 0;
         for _ in 0..REPS {
             s.goto(0, from).unwrap_or_else(|e| fail(e));
-            let (t, stop) = time(|| s.continue_(Scope::Vm(0), dir, &|_| {}).unwrap_or_else(|e| fail(e)));
+            let (t, stop) = time(|| {
+                s.continue_(Scope::Vm(0), dir, &|_| {})
+                    .unwrap_or_else(|e| fail(e))
+            });
             let StopReason::Hit(hit) = stop else {
                 fail(format!("{name}: no hit ({stop:?})"))
             };
@@ -140,7 +150,9 @@ fn main() {
     let first_tock = {
         s.goto(0, 0).unwrap_or_else(|e| fail(e));
         s.add_breakpoint(bp(sym("tock")));
-        let StopReason::Hit(h) = s.continue_(Scope::Vm(0), Direction::Forward, &|_| {}).unwrap_or_else(|e| fail(e))
+        let StopReason::Hit(h) = s
+            .continue_(Scope::Vm(0), Direction::Forward, &|_| {})
+            .unwrap_or_else(|e| fail(e))
         else {
             fail("no tock")
         };
@@ -148,18 +160,56 @@ fn main() {
         h.pos.icount
     };
     let mid_tock = end / 2 + 7_000;
-    cont(&mut s, "continue, near (next tock)", mid_tock, "tock", Direction::Forward);
-    cont(&mut s, "continue, mid (quarter, from the start)", first_tock, "quarter", Direction::Forward);
-    cont(&mut s, "continue, far (at_end, from the start)", first_tock, "at_end", Direction::Forward);
-    cont(&mut s, "reverse-continue, near (previous tock)", mid_tock, "tock", Direction::Backward);
-    cont(&mut s, "reverse-continue, mid (three_quarters, from the end)", end, "three_quarters", Direction::Backward);
-    cont(&mut s, "reverse-continue, far (at_start, from the end)", end, "at_start", Direction::Backward);
+    cont(
+        &mut s,
+        "continue, near (next tock)",
+        mid_tock,
+        "tock",
+        Direction::Forward,
+    );
+    cont(
+        &mut s,
+        "continue, mid (quarter, from the start)",
+        first_tock,
+        "quarter",
+        Direction::Forward,
+    );
+    cont(
+        &mut s,
+        "continue, far (at_end, from the start)",
+        first_tock,
+        "at_end",
+        Direction::Forward,
+    );
+    cont(
+        &mut s,
+        "reverse-continue, near (previous tock)",
+        mid_tock,
+        "tock",
+        Direction::Backward,
+    );
+    cont(
+        &mut s,
+        "reverse-continue, mid (three_quarters, from the end)",
+        end,
+        "three_quarters",
+        Direction::Backward,
+    );
+    cont(
+        &mut s,
+        "reverse-continue, far (at_start, from the end)",
+        end,
+        "at_start",
+        Direction::Backward,
+    );
 
     // The last write of `rare`, from three quarters in: about 15 M steps back.
     let three = {
         s.goto(0, 0).unwrap_or_else(|e| fail(e));
         s.add_breakpoint(bp(sym("three_quarters")));
-        let StopReason::Hit(h) = s.continue_(Scope::Vm(0), Direction::Forward, &|_| {}).unwrap_or_else(|e| fail(e))
+        let StopReason::Hit(h) = s
+            .continue_(Scope::Vm(0), Direction::Forward, &|_| {})
+            .unwrap_or_else(|e| fail(e))
         else {
             fail("no three_quarters")
         };
@@ -177,8 +227,13 @@ fn main() {
     let mut distance = 0;
     for _ in 0..REPS {
         s.goto(0, three).unwrap_or_else(|e| fail(e));
-        let (t, stop) = time(|| s.continue_(Scope::Vm(0), Direction::Backward, &|_| {}).unwrap_or_else(|e| fail(e)));
-        let StopReason::Hit(h) = stop else { fail("no write of rare") };
+        let (t, stop) = time(|| {
+            s.continue_(Scope::Vm(0), Direction::Backward, &|_| {})
+                .unwrap_or_else(|e| fail(e))
+        });
+        let StopReason::Hit(h) = stop else {
+            fail("no write of rare")
+        };
         distance = three - h.pos.icount;
         samples.push(t);
     }
@@ -193,7 +248,9 @@ fn main() {
     let entry_of = |s: &mut Session, f: &str| {
         s.goto(0, 0).unwrap_or_else(|e| fail(e));
         s.add_breakpoint(bp(sym(f)));
-        let StopReason::Hit(h) = s.continue_(Scope::Vm(0), Direction::Forward, &|_| {}).unwrap_or_else(|e| fail(e))
+        let StopReason::Hit(h) = s
+            .continue_(Scope::Vm(0), Direction::Forward, &|_| {})
+            .unwrap_or_else(|e| fail(e))
         else {
             fail(format!("no {f}"))
         };
@@ -208,12 +265,16 @@ fn main() {
     for _ in 0..REPS {
         s.goto(0, long_entry).unwrap_or_else(|e| fail(e));
         let (t, r) = time(|| s.finish(0, &|_| {}).unwrap_or_else(|e| fail(e)));
-        let Returned::Yes(p) = r else { fail(format!("finish did not return: {r:?}")) };
+        let Returned::Yes(p) = r else {
+            fail(format!("finish did not return: {r:?}"))
+        };
         finish_len = p.icount - long_entry;
         finish.push(t);
         s.goto(0, medium_call_site).unwrap_or_else(|e| fail(e));
         let (t, r) = time(|| s.next(0, None, &|_| {}).unwrap_or_else(|e| fail(e)));
-        let Returned::Yes(p) = r else { fail(format!("next did not return: {r:?}")) };
+        let Returned::Yes(p) = r else {
+            fail(format!("next did not return: {r:?}"))
+        };
         next_len = p.icount - medium_call_site;
         next.push(t);
     }
@@ -243,28 +304,51 @@ fn main() {
         fail(String::from_utf8_lossy(&o.stderr));
     }
     let kv_symbols = SymbolTable::load(&vmrr_guests::image("kvstore")).unwrap_or_else(|e| fail(e));
-    let apply = kv_symbols.by_name("kv_apply").map(|s| s.addr).unwrap_or_else(|| fail("no kv_apply"));
+    let apply = kv_symbols
+        .by_name("kv_apply")
+        .map(|s| s.addr)
+        .unwrap_or_else(|| fail("no kv_apply"));
     let mut ks = Session::open(&kv).unwrap_or_else(|e| fail(e));
     let kv_end = ks.end_icount(2);
-    ks.add_breakpoint(Breakpoint { addr: apply, vm: None });
-    let mut kv_motion = |ks: &mut Session, name: &'static str, vm: u32, from: u64, scope: Scope, dir: Direction| {
-        let mut samples = Vec::new();
-        let mut distance = 0;
-        for _ in 0..REPS {
-            ks.goto(vm, from).unwrap_or_else(|e| fail(e));
-            let (t, stop) = time(|| ks.continue_(scope, dir, &|_| {}).unwrap_or_else(|e| fail(e)));
-            let StopReason::Hit(h) = stop else { fail(format!("{name}: {stop:?}")) };
-            distance = h.pos.icount.abs_diff(from);
-            samples.push(t);
-        }
-        motions.push(Motion {
-            name,
-            samples,
-            distance,
-        });
-    };
-    kv_motion(&mut ks, "kvstore: reverse-continue to backup2's last kv_apply", 2, kv_end, Scope::Vm(2), Direction::Backward);
-    kv_motion(&mut ks, "kvstore: continue to the first kv_apply, whole cluster", 0, 0, Scope::Cluster, Direction::Forward);
+    ks.add_breakpoint(Breakpoint {
+        addr: apply,
+        vm: None,
+    });
+    let mut kv_motion =
+        |ks: &mut Session, name: &'static str, vm: u32, from: u64, scope: Scope, dir: Direction| {
+            let mut samples = Vec::new();
+            let mut distance = 0;
+            for _ in 0..REPS {
+                ks.goto(vm, from).unwrap_or_else(|e| fail(e));
+                let (t, stop) = time(|| ks.continue_(scope, dir, &|_| {}).unwrap_or_else(|e| fail(e)));
+                let StopReason::Hit(h) = stop else {
+                    fail(format!("{name}: {stop:?}"))
+                };
+                distance = h.pos.icount.abs_diff(from);
+                samples.push(t);
+            }
+            motions.push(Motion {
+                name,
+                samples,
+                distance,
+            });
+        };
+    kv_motion(
+        &mut ks,
+        "kvstore: reverse-continue to backup2's last kv_apply",
+        2,
+        kv_end,
+        Scope::Vm(2),
+        Direction::Backward,
+    );
+    kv_motion(
+        &mut ks,
+        "kvstore: continue to the first kv_apply, whole cluster",
+        0,
+        0,
+        Scope::Cluster,
+        Direction::Forward,
+    );
 
     // Record ÷ plain run, with the execution index on, in alternating rounds.
     let ratio_dir = std::env::temp_dir().join("vmrr-bench-motion-ratio");
@@ -334,15 +418,27 @@ fn main() {
             p50 / floor_ms
         );
     }
-    let ratio = |far: &str, near: &str| by_name.get(far).copied().unwrap_or(0.0) / by_name.get(near).copied().unwrap_or(1.0);
+    let ratio = |far: &str, near: &str| {
+        by_name.get(far).copied().unwrap_or(0.0) / by_name.get(near).copied().unwrap_or(1.0)
+    };
     body += &format!(
         "\nfar ÷ near: continue {:.2}, reverse-continue {:.2} (target ≤ 2). \
          Record ÷ plain `vmrr run` with the execution index on ({RATIO_ROUNDS} rounds, about 2 M steps, \
          3 alternating rounds): {} (median {:.3}; target ≤ 1.10). Execution index: {} bytes for {end} \
          steps, **{:.0} bytes per million steps**.\n",
-        ratio("continue, far (at_end, from the start)", "continue, near (next tock)"),
-        ratio("reverse-continue, far (at_start, from the end)", "reverse-continue, near (previous tock)"),
-        ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(", "),
+        ratio(
+            "continue, far (at_end, from the start)",
+            "continue, near (next tock)"
+        ),
+        ratio(
+            "reverse-continue, far (at_start, from the end)",
+            "reverse-continue, near (previous tock)"
+        ),
+        ratios
+            .iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         report::median(&ratios),
         index_bytes,
         index_bytes as f64 / (end as f64 / 1e6),

@@ -423,7 +423,10 @@ fn tampering_is_named_as_damage_not_divergence() {
     let packed = zstd::encode_all(&serde_json::to_vec(&value).expect("json")[..], 3).expect("zstd");
     std::fs::write(&path, packed).expect("write");
     let e = replay_error(&dir, EXIT_DAMAGED);
-    assert!(e.contains(&rel) && e.contains("changed after it was recorded"), "{e}");
+    assert!(
+        e.contains(&rel) && e.contains("changed after it was recorded"),
+        "{e}"
+    );
     let mut s = vmrr_debugger::session::Session::open(&dir).expect("opens: the damage is in a later file");
     let end = s.end_icount(0);
     let err = s.goto(0, end).expect_err("the edited checkpoint is refused");
@@ -456,7 +459,10 @@ fn tampering_is_named_as_damage_not_divergence() {
         assert!(e.contains("index.sqlite") && e.contains(table), "{name}: {e}");
         let o = vmrr(&["events", dir.to_str().unwrap_or_default()]);
         assert_eq!(o.status.code(), Some(EXIT_DAMAGED), "{name}: {}", text(&o));
-        assert!(vmrr_debugger::session::Session::open(&dir).is_err(), "{name}: the TUI and gdb refuse it");
+        assert!(
+            vmrr_debugger::session::Session::open(&dir).is_err(),
+            "{name}: the TUI and gdb refuse it"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -17,7 +17,10 @@ use crate::Index;
 
 /// The tables a checksum covers, and their keys in `meta`.
 pub const COVERED: [(&str, &str); 4] = [
-    ("checksum.inputs", "the frames handed to the VMs (frame_recv events)"),
+    (
+        "checksum.inputs",
+        "the frames handed to the VMs (frame_recv events)",
+    ),
     ("checksum.frames", "the frames table"),
     ("checksum.checkpoints", "the checkpoints table"),
     ("checksum.vms", "the vms table"),
@@ -143,7 +146,12 @@ impl Tracker {
     }
 
     pub(crate) fn checkpoint(&mut self, c: &CheckpointRow) {
-        Self::replace(&mut self.sums[2], &mut self.checkpoints, (c.vm, c.icount), checkpoint_hash(c));
+        Self::replace(
+            &mut self.sums[2],
+            &mut self.checkpoints,
+            (c.vm, c.icount),
+            checkpoint_hash(c),
+        );
     }
 
     pub(crate) fn vm(&mut self, v: &VmRow) {

@@ -17,7 +17,8 @@ use crate::Index;
 
 /// Columns read by [`event_from_row`], in order.
 pub(crate) const EVENT_COLS: &str = "id, vm, icount, vtime_ns, kind, value, payload, text";
-pub(crate) const FRAME_COLS: &str = "id, src, dst, len, sent_icount, sent_vtime_ns, arrival_ns, recv_icount, \
+pub(crate) const FRAME_COLS: &str =
+    "id, src, dst, len, sent_icount, sent_vtime_ns, arrival_ns, recv_icount, \
                           recv_vtime_ns, fate, payload";
 const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest, file_hash";
 const VM_COLS: &str = "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \

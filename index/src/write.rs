@@ -158,7 +158,9 @@ impl Index {
         // The checksums go with the rows they cover, in one transaction.
         if let Some(c) = &self.checksums {
             let meta = c.meta();
-            self.pending.meta.retain(|(k, _)| !meta.iter().any(|(m, _)| m == k));
+            self.pending
+                .meta
+                .retain(|(k, _)| !meta.iter().any(|(m, _)| m == k));
             self.pending.meta.extend(meta);
         }
         let path = self.path.clone();
