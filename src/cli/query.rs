@@ -48,13 +48,7 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
 
 fn open(trace: &std::path::Path) -> Result<Index, CliError> {
     let path = trace.join(vmrr_debugger::trace::INDEX_FILE);
-    if !trace.is_dir() {
-        return Err(format!(
-            "{} is not a trace directory (record one with `vmrr record`)",
-            trace.display()
-        )
-        .into());
-    }
+    vmrr_debugger::trace::check_is_trace(trace).map_err(|e| CliError::of(&e))?;
     Index::open_read_only(&path).map_err(|e| CliError::of(&e))
 }
 

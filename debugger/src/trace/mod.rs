@@ -12,6 +12,7 @@
 //! Copying the folder is enough to replay it elsewhere.
 
 pub mod checkpoint;
+mod checks;
 pub mod codec;
 pub mod exec_index;
 mod open;
@@ -21,6 +22,7 @@ pub mod record;
 mod seek;
 pub mod verify;
 
+pub use checks::check_is_trace;
 pub use open::{Input, Trace};
 pub use record::image_path;
 pub use verify::{Divergence, SliceResult};
@@ -74,6 +76,20 @@ pub enum TraceError {
         found: String,
         /// The recorded hash.
         recorded: String,
+    },
+    /// The folder given as a trace holds neither an index nor a cluster file.
+    #[error("{}: not a vmrr trace (it has no index.sqlite and no cluster.toml): give the folder `vmrr record -o` wrote", path.display())]
+    NotATrace {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A guest image copy was removed from the trace.
+    #[error("{}: the guest image of VM '{vm}' was deleted from the trace; replay needs it: put the exact image back there, or record again", path.display())]
+    ImageMissing {
+        /// Where the copy should be.
+        path: PathBuf,
+        /// The VM it belongs to (made printable).
+        vm: String,
     },
     /// The folder `record -o` names cannot hold a new trace.
     #[error("cannot record into {}: {problem}", path.display())]
