@@ -24,6 +24,23 @@ const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest, file_
 const VM_COLS: &str = "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \
                        final_vtime_ns, stop";
 
+/// ` AND kind IN (...every kind this vmrr knows...)`. Kinds are free text
+/// (index/SCHEMA.md): a newer vmrr may add some without a schema change.
+/// The typed queries pass over rows of kinds they do not know, as they
+/// would over a table they do not know, instead of calling the trace
+/// damaged; `vmrr sql` still shows them, and [`Index::unknown_kinds`]
+/// counts them.
+fn known_kinds() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let list: Vec<String> = EventKind::ALL
+            .iter()
+            .map(|k| format!("'{}'", k.as_str()))
+            .collect();
+        format!(" AND kind IN ({})", list.join(", "))
+    })
+}
+
 /// The order of the cluster ([`crate::Pos`], then event id), in SQL, ascending.
 pub(crate) const CLUSTER_ORDER: &str = "vtime_ns, vm, icount, id";
 /// The same order, descending.
@@ -121,9 +138,12 @@ fn filter_sql(filter: &EventFilter) -> String {
         let list: Vec<String> = vms.iter().map(|v| v.to_string()).collect();
         let _ = write!(sql, " AND vm IN ({})", list.join(", "));
     }
-    if let Some(kinds) = &filter.kinds {
-        let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
-        let _ = write!(sql, " AND kind IN ({})", list.join(", "));
+    match &filter.kinds {
+        Some(kinds) => {
+            let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+            let _ = write!(sql, " AND kind IN ({})", list.join(", "));
+        }
+        None => sql += known_kinds(),
     }
     sql
 }
@@ -168,10 +188,10 @@ fn lanes(vms: Option<&[VmId]>, kinds: Option<&[EventKind]>) -> Vec<(&'static str
             vms.sort_unstable();
             vms.dedup();
             vms.iter()
-                .map(|v| ("events_vm_vtime", format!("vm = {v}")))
+                .map(|v| ("events_vm_vtime", format!("vm = {v}{}", known_kinds())))
                 .collect()
         }
-        (None, None) => vec![("events_vtime", "1".to_string())],
+        (None, None) => vec![("events_vtime", format!("1{}", known_kinds()))],
     }
 }
 
@@ -200,7 +220,7 @@ impl Index {
         let Ok(id) = i64::try_from(id) else {
             return Ok(None);
         };
-        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1");
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1{}", known_kinds());
         Ok(self.query_events(&sql, [id], "reading an event")?.pop())
     }
 
@@ -218,8 +238,9 @@ impl Index {
         let what = "reading events around a position";
         let mut events = self.query_events(
             &format!(
-                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount < ?2 \
-                 ORDER BY icount DESC, id DESC LIMIT ?3"
+                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount < ?2{} \
+                 ORDER BY icount DESC, id DESC LIMIT ?3",
+                known_kinds()
             ),
             (vm, icount, limit(before)),
             what,
@@ -227,8 +248,9 @@ impl Index {
         events.reverse();
         events.extend(self.query_events(
             &format!(
-                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount >= ?2 \
-                 ORDER BY icount, id LIMIT ?3"
+                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount >= ?2{} \
+                 ORDER BY icount, id LIMIT ?3",
+                known_kinds()
             ),
             (vm, icount, limit(after)),
             what,
@@ -269,8 +291,10 @@ impl Index {
     pub fn events_of_vm_between_ids(&self, vm: VmId, after: u64, before: u64) -> Result<Vec<EventRow>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let before = i64::try_from(before).unwrap_or(i64::MAX);
-        let sql =
-            format!("SELECT {EVENT_COLS} FROM events WHERE id > ?1 AND id < ?2 AND vm = ?3 ORDER BY id");
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE id > ?1 AND id < ?2 AND vm = ?3{} ORDER BY id",
+            known_kinds()
+        );
         self.query_events(&sql, (after, before, vm), "reading a slice's events")
     }
 
@@ -408,6 +432,22 @@ impl Index {
             }
         }
         Ok(best)
+    }
+
+    /// The kinds of event this vmrr does not know (written by a newer one)
+    /// and how many rows each has; the typed queries pass over them.
+    pub fn unknown_kinds(&self) -> Result<Vec<(String, u64)>> {
+        let sql = format!(
+            "SELECT kind, count(*) FROM events WHERE NOT (1{}) GROUP BY kind ORDER BY kind",
+            known_kinds()
+        );
+        let p = &self.path;
+        let what = "counting events of unknown kinds";
+        let mut stmt = self.conn.prepare(&sql).ctx(p, what)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, get_u64(r, 1)?)))
+            .ctx(p, what)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().ctx(p, what)
     }
 
     /// How many events pass `filter`.

@@ -103,6 +103,19 @@ pub fn events(args: &EventsArgs) -> Result<ExitCode, CliError> {
         out.push('\n');
     }
     print!("{out}");
+    // Kinds are free text: a newer vmrr may have written some this one does
+    // not know. They are not damage; say that they are left out.
+    let unknown = index.unknown_kinds().map_err(|e| CliError::of(&e))?;
+    if !unknown.is_empty() && args.kind.is_empty() {
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|(k, n)| format!("{} ({n})", vmrr_debugger::describe::printable(k)))
+            .collect();
+        eprintln!(
+            "vmrr: note: events of kinds this vmrr does not know are not listed: {}; `vmrr sql` shows them",
+            list.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
