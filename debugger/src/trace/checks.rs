@@ -75,3 +75,15 @@ pub(crate) fn check_images(dir: &Path, rows: &[VmRow]) -> Result<(), TraceError>
     }
     Ok(())
 }
+
+/// Whether this user may write the trace folder and its index (access(2):
+/// a read-only mount, the permission bits and the user all count).
+pub fn is_writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let may_write = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            // SAFETY: a valid NUL-terminated path; access() only reads it.
+            .is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0)
+    };
+    may_write(dir) && may_write(&dir.join(INDEX_FILE))
+}

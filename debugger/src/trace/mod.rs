@@ -22,7 +22,7 @@ pub mod record;
 mod seek;
 pub mod verify;
 
-pub use checks::check_is_trace;
+pub use checks::{check_is_trace, is_writable};
 pub use open::{Input, Trace};
 pub use record::image_path;
 pub use verify::{Divergence, SliceResult};
