@@ -1,6 +1,7 @@
 //! `vmrr events` and `vmrr sql`: read a trace's index.
 
 use super::CliError;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -127,9 +128,18 @@ pub fn sql(args: &SqlArgs) -> Result<ExitCode, CliError> {
         eprintln!("vmrr: warning: {e}");
     }
     let (columns, rows) = index.query_read_only(&args.query).map_err(|e| e.to_string())?;
-    println!("{}", columns.join("\t"));
+    // Cells are data from the trace (console text, names): on a terminal,
+    // their control characters are shown, not obeyed. A pipe gets them raw.
+    let shown = |text: String| {
+        if std::io::stdout().is_terminal() {
+            vmrr_debugger::describe::printable(&text)
+        } else {
+            text
+        }
+    };
+    println!("{}", shown(columns.join("\t")));
     for row in rows {
-        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        let cells: Vec<String> = row.iter().map(|v| shown(v.to_string())).collect();
         println!("{}", cells.join("\t"));
     }
     Ok(ExitCode::SUCCESS)
