@@ -557,8 +557,10 @@ fn a_folder_that_is_not_a_trace_says_so() {
     dir.write("notes.txt", b"hello");
     for cmd in ["replay", "events", "sql"] {
         let mut args = vec![cmd.to_string(), dir.path().display().to_string()];
-        if cmd == "sql" {
-            args.push("SELECT 1".into());
+        match cmd {
+            "sql" => args.push("SELECT 1".into()),
+            "replay" => args.push("--verify".into()),
+            _ => {}
         }
         let o = run(&args);
         refused(&o, &["not a vmrr trace"]);
@@ -616,7 +618,13 @@ fn replay_reports_the_threads_it_used() {
     let dir = TempDir::new("jobs");
     let trace = dir.path().join("t");
     record(&guest("hello"), &trace, &[]).expect_code(0);
-    let o = run(&[Path::new("replay"), &trace, Path::new("--jobs"), Path::new("64")]);
+    let o = run(&[
+        Path::new("replay"),
+        &trace,
+        Path::new("--verify"),
+        Path::new("--jobs"),
+        Path::new("64"),
+    ]);
     o.expect_code(0);
     assert!(!o.stderr.contains("on 64 threads"), "{}", o.describe());
 }
