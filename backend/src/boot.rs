@@ -152,6 +152,50 @@ fn check_overlaps(path: &Path, loads: &[&Phdr]) -> Result<()> {
     Ok(())
 }
 
+/// Every `PT_NOTE` can be walked note by note inside the file, as
+/// linux-loader walks it (it fails on a header it cannot read, even in a
+/// note segment that holds no PVH note).
+fn check_notes(path: &Path, image: &[u8], phdrs: &[Phdr]) -> Result<()> {
+    let len = image.len() as u64;
+    let past_end = |at: u64| {
+        bad(
+            path,
+            format!("an ELF note at file offset {at:#x} lies past the end of the file (truncated?)"),
+        )
+    };
+    for p in phdrs.iter().filter(|p| p.kind == PT_NOTE) {
+        let mut read = 0u64;
+        while read < p.filesz {
+            let at = p.offset.saturating_add(read);
+            if at.saturating_add(12) > len {
+                return Err(past_end(at));
+            }
+            let o = at as usize;
+            let (namesz, descsz) = (u64::from(u32_at(image, o)), u64::from(u32_at(image, o + 4)));
+            if u32_at(image, o + 8) == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 {
+                if at + 16 > len {
+                    return Err(past_end(at));
+                }
+                if &image[o + 12..o + 16] == b"Xen\0" {
+                    if descsz < 4 {
+                        return Err(bad(
+                            path,
+                            format!("PVH note has a {descsz}-byte entry; expected 4 or 8"),
+                        ));
+                    }
+                    if at + 20 > len {
+                        return Err(past_end(at));
+                    }
+                    break;
+                }
+            }
+            // Both sizes are u32: the sum cannot overflow a u64.
+            read += 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
+        }
+    }
+    Ok(())
+}
+
 /// The PVH entry lies in bytes loaded from the file: anywhere else the
 /// guest would run zeros (and the engine would blame the host for them).
 fn check_entry(path: &Path, entry: u64, loads: &[&Phdr]) -> Result<()> {
@@ -220,6 +264,12 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
             format!("program header size {phentsize} is not the ELF64 size ({PHDR_BYTES})"),
         ));
     }
+    if phoff < 64 {
+        return Err(bad(
+            path,
+            format!("its program header table (e_phoff {phoff:#x}) overlaps the 64-byte ELF header"),
+        ));
+    }
     let table_end = phoff.checked_add(phentsize.saturating_mul(phnum));
     if phnum == 0 || table_end.is_none_or(|end| end > image.len() as u64) {
         return Err(bad(
@@ -246,6 +296,16 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
         return Err(bad(path, "has no loadable segment"));
     }
     check_overlaps(path, &loads)?;
+    // Not the entry vmrr uses (that is the PVH note's), but linux-loader
+    // refuses an image whose ELF entry lies below the kernel area.
+    let e_entry = u64_at(image, 24);
+    if e_entry < KERNEL_MIN_ADDR {
+        return Err(bad(
+            path,
+            format!("its ELF entry point (e_entry {e_entry:#x}) lies below 1 MiB, in the boot area"),
+        ));
+    }
+    check_notes(path, image, &phdrs)?;
     // Every PT_NOTE is searched: linux-loader keeps only the last one.
     for p in phdrs.iter().filter(|p| p.kind == PT_NOTE) {
         let start = p.offset as usize;
@@ -300,10 +360,23 @@ pub fn read_image(path: &Path) -> Result<Vec<u8>> {
 /// Loads the kernel, writes the PVH start info and command line.
 pub fn load_kernel(ram: &GuestRam, path: &Path, mem_bytes: u64, cmdline: &str) -> Result<BootInfo> {
     let image = read_image(path)?;
-    let entry = inspect(path, &image, mem_bytes)?;
+    load_image(ram, path, &image, mem_bytes, cmdline)
+}
+
+/// Checks and loads the bytes of a kernel image (`path` names it in
+/// errors), writes the PVH start info and command line. Bytes from outside:
+/// nothing here may panic.
+pub fn load_image(
+    ram: &GuestRam,
+    path: &Path,
+    image: &[u8],
+    mem_bytes: u64,
+    cmdline: &str,
+) -> Result<BootInfo> {
+    let entry = inspect(path, image, mem_bytes)?;
     // The loader reads the bytes already checked, not the file again: what
     // is loaded is what was inspected.
-    let mut cursor = Cursor::new(&image[..]);
+    let mut cursor = Cursor::new(image);
     let loaded =
         Elf::load(ram, None, &mut cursor, Some(GuestAddress(KERNEL_MIN_ADDR))).map_err(|source| {
             VmError::Loader {

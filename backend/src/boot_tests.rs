@@ -70,6 +70,7 @@ fn pvh_note(entry: u32) -> Ph {
 /// An ELF64 x86-64 image with these program headers, contents after them.
 fn image(phs: &[Ph]) -> Vec<u8> {
     let mut b = elf_with(2, 62);
+    b[24..32].copy_from_slice(&0x10_0000u64.to_le_bytes());
     b[32..40].copy_from_slice(&64u64.to_le_bytes());
     b[54..56].copy_from_slice(&56u16.to_le_bytes());
     b[56..58].copy_from_slice(&(phs.len() as u16).to_le_bytes());
@@ -158,4 +159,14 @@ fn a_code_segment_with_memsz_0_is_refused() {
 fn filesz_beyond_memsz_is_not_called_truncation() {
     let e = refused(&[load(0x10_0000, 64, 32), pvh_note(0x10_0000)]);
     assert!(e.contains("inconsistent") && !e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn an_elf_entry_below_1_mib_is_named() {
+    let mut b = image(&[load(0x10_0000, 64, 64), pvh_note(0x10_0000)]);
+    b[24..32].copy_from_slice(&0x1000u64.to_le_bytes());
+    let e = inspect(Path::new("k.elf"), &b, 64 << 20)
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("e_entry 0x1000"), "{e}");
 }
