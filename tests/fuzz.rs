@@ -557,3 +557,15 @@ fn the_corpus_checkpoints_restore() {
         }
     }
 }
+
+/// A page "hash" from a checkpoint never becomes a path.
+#[test]
+fn a_page_hash_that_is_a_path_is_refused() {
+    let dir = std::env::temp_dir().join(format!("vmrr-fuzz-hash-{}", std::process::id()));
+    let store = PageStore::open(&dir.join("pages")).expect("page store");
+    for hash in ["../../../etc/passwd", "00/../../x", "", &"g".repeat(64)] {
+        let e = store.get(hash).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("not a page address"), "{hash:?}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

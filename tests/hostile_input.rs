@@ -628,3 +628,54 @@ fn replay_reports_the_threads_it_used() {
     o.expect_code(0);
     assert!(!o.stderr.contains("on 64 threads"), "{}", o.describe());
 }
+
+/// An index edited to put a VM's image outside the trace: damage, and the
+/// path is never read.
+#[test]
+fn an_image_path_outside_the_trace_is_damage() {
+    require_kvm();
+    let dir = TempDir::new("image-path");
+    let trace = dir.path().join("t");
+    record(&guest("hello"), &trace, &[]).expect_code(0);
+    let conn = rusqlite::Connection::open(trace.join("index.sqlite")).expect("open index");
+    conn.execute("UPDATE vms SET image = '../../../../etc/passwd' WHERE id = 0", [])
+        .expect("edit");
+    drop(conn);
+    let o = run(&[Path::new("replay"), &trace, Path::new("--verify")]);
+    o.expect_code(6);
+    assert!(
+        o.error_line().contains("which is not inside the trace"),
+        "{}",
+        o.describe()
+    );
+}
+
+/// `record` called as a library with a configuration built in code (no
+/// cluster file to check the names): the name is checked again before
+/// anything is written.
+#[test]
+fn record_checks_names_of_a_configuration_built_in_code() {
+    use std::sync::atomic::AtomicBool;
+    use vmrr_debugger::cluster::ClusterConfig;
+    use vmrr_debugger::trace::record::{record as record_trace, RecordOptions};
+    let dir = TempDir::new("lib-name");
+    let mut config =
+        ClusterConfig::single(&guest("hello"), vmrr_backend::VmConfig::default()).expect("config");
+    config.vms[0].name = "../escape".into();
+    let out = dir.path().join("t");
+    let e = record_trace(
+        &config,
+        &out,
+        &RecordOptions::default(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(
+        e.contains("VM name '../escape'") && e.contains("path separator"),
+        "{e}"
+    );
+    assert!(!out.exists() && !dir.path().join("escape.elf").exists());
+}

@@ -314,3 +314,57 @@ fn tui_says_read_only(trace: &Path) {
     std::thread::sleep(Duration::from_millis(300));
     tmux(&["kill-server"]);
 }
+
+/// A recording killed before it merged its log, copied without the `-shm`
+/// onto a read-only mount: SQLite cannot read the log there, and vmrr says
+/// so instead of "unable to open database file".
+#[test]
+fn a_killed_recordings_log_on_a_read_only_mount_is_explained() {
+    require_root("a read-only bind mount");
+    require_kvm();
+    let dir = TempDir::new("ro-wal");
+    let trace = dir.path().join("t");
+    let image = vmrr_guests::image("compute");
+    let mut child = Command::new(VMRR)
+        .arg("record")
+        .arg(&image)
+        .args(["--cmdline", "iters=100000000", "--checkpoint-every", "5000", "-o"])
+        .arg(&trace)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start record");
+    let started = Instant::now();
+    let count = || {
+        std::fs::read_dir(trace.join("checkpoints/vm0"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    while count() < 3 && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(trace.join("index.sqlite-wal").exists(), "the log is left");
+    let _ = std::fs::remove_file(trace.join("index.sqlite-shm"));
+    let mount = ReadOnlyMount::new(&trace, &dir.path().join("ro"));
+    let o = vmrr([
+        "sql".as_ref(),
+        mount.point.as_os_str(),
+        "SELECT count(*) FROM checkpoints".as_ref(),
+    ]);
+    o.expect_code(2);
+    assert!(
+        o.error_line().contains("write-ahead log")
+            && o.error_line().contains("copy the trace somewhere writable"),
+        "{}",
+        o.describe()
+    );
+    drop(mount);
+    // With its -shm (or anywhere writable) the same trace reads, log included.
+    let o = vmrr([
+        "sql".as_ref(),
+        trace.as_os_str(),
+        "SELECT count(*) FROM checkpoints".as_ref(),
+    ]);
+    o.expect_code(0);
+}
