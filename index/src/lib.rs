@@ -30,6 +30,7 @@ mod checksum;
 mod error;
 mod exec;
 mod index;
+mod kinds;
 mod pos;
 mod query;
 mod rows;

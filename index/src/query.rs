@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use rusqlite::{OptionalExtension, Row};
 
 use crate::error::{IndexError, Result, SqlContext};
+use crate::kinds::known_kinds;
 use crate::pos::Position;
 use crate::rows::{
     CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, VmId, VmRow,
@@ -23,23 +24,6 @@ pub(crate) const FRAME_COLS: &str =
 const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest, file_hash";
 const VM_COLS: &str = "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \
                        final_vtime_ns, stop";
-
-/// ` AND kind IN (...every kind this vmrr knows...)`. Kinds are free text
-/// (index/SCHEMA.md): a newer vmrr may add some without a schema change.
-/// The typed queries pass over rows of kinds they do not know, as they
-/// would over a table they do not know, instead of calling the trace
-/// damaged; `vmrr sql` still shows them, and [`Index::unknown_kinds`]
-/// counts them.
-fn known_kinds() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
-        let list: Vec<String> = EventKind::ALL
-            .iter()
-            .map(|k| format!("'{}'", k.as_str()))
-            .collect();
-        format!(" AND kind IN ({})", list.join(", "))
-    })
-}
 
 /// The order of the cluster ([`crate::Pos`], then event id), in SQL, ascending.
 pub(crate) const CLUSTER_ORDER: &str = "vtime_ns, vm, icount, id";
@@ -432,22 +416,6 @@ impl Index {
             }
         }
         Ok(best)
-    }
-
-    /// The kinds of event this vmrr does not know (written by a newer one)
-    /// and how many rows each has; the typed queries pass over them.
-    pub fn unknown_kinds(&self) -> Result<Vec<(String, u64)>> {
-        let sql = format!(
-            "SELECT kind, count(*) FROM events WHERE NOT (1{}) GROUP BY kind ORDER BY kind",
-            known_kinds()
-        );
-        let p = &self.path;
-        let what = "counting events of unknown kinds";
-        let mut stmt = self.conn.prepare(&sql).ctx(p, what)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, get_u64(r, 1)?)))
-            .ctx(p, what)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().ctx(p, what)
     }
 
     /// How many events pass `filter`.
