@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use rusqlite::{OptionalExtension, Row};
 
 use crate::error::{IndexError, Result, SqlContext};
+use crate::kinds::known_kinds;
 use crate::pos::Position;
 use crate::rows::{
     CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, VmId, VmRow,
@@ -121,9 +122,12 @@ fn filter_sql(filter: &EventFilter) -> String {
         let list: Vec<String> = vms.iter().map(|v| v.to_string()).collect();
         let _ = write!(sql, " AND vm IN ({})", list.join(", "));
     }
-    if let Some(kinds) = &filter.kinds {
-        let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
-        let _ = write!(sql, " AND kind IN ({})", list.join(", "));
+    match &filter.kinds {
+        Some(kinds) => {
+            let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+            let _ = write!(sql, " AND kind IN ({})", list.join(", "));
+        }
+        None => sql += known_kinds(),
     }
     sql
 }
@@ -168,10 +172,10 @@ fn lanes(vms: Option<&[VmId]>, kinds: Option<&[EventKind]>) -> Vec<(&'static str
             vms.sort_unstable();
             vms.dedup();
             vms.iter()
-                .map(|v| ("events_vm_vtime", format!("vm = {v}")))
+                .map(|v| ("events_vm_vtime", format!("vm = {v}{}", known_kinds())))
                 .collect()
         }
-        (None, None) => vec![("events_vtime", "1".to_string())],
+        (None, None) => vec![("events_vtime", format!("1{}", known_kinds()))],
     }
 }
 
@@ -200,7 +204,7 @@ impl Index {
         let Ok(id) = i64::try_from(id) else {
             return Ok(None);
         };
-        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1");
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1{}", known_kinds());
         Ok(self.query_events(&sql, [id], "reading an event")?.pop())
     }
 
@@ -218,8 +222,9 @@ impl Index {
         let what = "reading events around a position";
         let mut events = self.query_events(
             &format!(
-                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount < ?2 \
-                 ORDER BY icount DESC, id DESC LIMIT ?3"
+                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount < ?2{} \
+                 ORDER BY icount DESC, id DESC LIMIT ?3",
+                known_kinds()
             ),
             (vm, icount, limit(before)),
             what,
@@ -227,8 +232,9 @@ impl Index {
         events.reverse();
         events.extend(self.query_events(
             &format!(
-                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount >= ?2 \
-                 ORDER BY icount, id LIMIT ?3"
+                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount >= ?2{} \
+                 ORDER BY icount, id LIMIT ?3",
+                known_kinds()
             ),
             (vm, icount, limit(after)),
             what,
@@ -269,8 +275,10 @@ impl Index {
     pub fn events_of_vm_between_ids(&self, vm: VmId, after: u64, before: u64) -> Result<Vec<EventRow>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let before = i64::try_from(before).unwrap_or(i64::MAX);
-        let sql =
-            format!("SELECT {EVENT_COLS} FROM events WHERE id > ?1 AND id < ?2 AND vm = ?3 ORDER BY id");
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE id > ?1 AND id < ?2 AND vm = ?3{} ORDER BY id",
+            known_kinds()
+        );
         self.query_events(&sql, (after, before, vm), "reading a slice's events")
     }
 

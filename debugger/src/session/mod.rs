@@ -139,9 +139,15 @@ fn ix(vm: VmId) -> usize {
 }
 
 impl Session {
-    /// Opens a trace (writable, for bookmarks) with the cursor at its start.
+    /// Opens a trace with the cursor at its start.
+    ///
+    /// The index is opened writable, for bookmarks, only when the trace may
+    /// be written ([`crate::trace::is_writable`]); a trace on a read-only
+    /// mount or not writable by this user opens read-only
+    /// ([`Session::is_read_only`]), and adding a bookmark then says why not.
     pub fn open(dir: &Path) -> Result<Session, SessionError> {
-        let trace = Arc::new(Trace::open(dir, true)?);
+        let writable = crate::trace::is_writable(dir);
+        let trace = Arc::new(Trace::open(dir, writable)?);
         let n = trace.config().vms.len();
         Ok(Session {
             vms: (0..n).map(|_| VmSlot::default()).collect(),
