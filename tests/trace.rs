@@ -74,7 +74,7 @@ fn replay_verify_matches_every_checkpoint() {
     }
     let trace = Trace::open(recorded(), false).expect("open");
     assert!(trace.is_complete());
-    assert!(trace.checkpoints(0).len() >= 4, "checkpoints every 20000 steps");
+    assert!(trace.checkpoints(0).len() >= 4, "checkpoints every 10000 steps");
 }
 
 #[test]
