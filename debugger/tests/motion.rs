@@ -360,3 +360,70 @@ fn a_watch_hit_says_what_changed() {
         (32u32.to_le_bytes().to_vec(), 31u32.to_le_bytes().to_vec())
     );
 }
+
+/// Continue and reverse-continue over the whole cluster stop at the hit
+/// that comes first (last) in cluster order among every VM's brute-force
+/// hits after (before) where the cursor puts that VM — the merged,
+/// early-stopping search across VMs finds the same stop.
+#[test]
+fn cluster_continue_stops_where_brute_force_of_every_vm_stops() {
+    let trace_dir = trace();
+    let trace = Trace::open(trace_dir, false).expect("open");
+    let mut session = Session::open(trace_dir).expect("session");
+    let vms: Vec<VmId> = session.vm_ids().collect();
+    let histories: Vec<History> = vms.iter().map(|&vm| brute_force(&trace, vm, &[])).collect();
+    // The same image runs everywhere: code run by some VMs, rarely or often.
+    let mut counts = std::collections::BTreeMap::<u64, u32>::new();
+    for h in &histories {
+        for b in h.at.iter().filter(|b| !b.halted) {
+            *counts.entry(b.rip).or_default() += 1;
+        }
+    }
+    let rare: Vec<u64> = counts.iter().filter(|(_, &c)| c <= 3).map(|(&a, _)| a).collect();
+    let common: Vec<u64> = counts.iter().filter(|(_, &c)| c > 3).map(|(&a, _)| a).collect();
+    let mut rng = SeededRng::new(0x5eed_0c1a);
+    let (mut checked, mut hits) = (0, 0);
+    for round in 0..10 {
+        let vm = vms[rng.below(vms.len() as u64) as usize];
+        let n = rng.below(histories[vm as usize].at.len() as u64);
+        let pick = |rng: &mut SeededRng, from: &[u64]| from[rng.below(from.len() as u64) as usize];
+        // Rare code makes the search go far and across VMs; common code
+        // keeps it near.
+        let addrs = if round % 3 == 0 {
+            vec![pick(&mut rng, &common)]
+        } else {
+            vec![pick(&mut rng, &rare), pick(&mut rng, &rare)]
+        };
+        for &addr in &addrs {
+            session.add_breakpoint(Breakpoint { addr, vm: None });
+        }
+        for dir in [Direction::Forward, Direction::Backward] {
+            session.goto(vm, n).expect("goto");
+            let froms: Vec<u64> = vms
+                .iter()
+                .map(|&v| session.position(v).expect("position").icount)
+                .collect();
+            let each = histories
+                .iter()
+                .zip(&froms)
+                .filter_map(|(h, &from)| h.breakpoint(from, &addrs, dir));
+            let want = match dir {
+                Direction::Forward => each.min(),
+                Direction::Backward => each.max(),
+            };
+            let stop = session.continue_(Scope::Cluster, dir, &|_| {}).expect("continue");
+            hits += usize::from(want.is_some());
+            assert_eq!(
+                hit_pos(&stop),
+                want,
+                "cluster from VM {vm} at {n} (VMs at {froms:?}) {dir:?} to {addrs:x?}: {stop:?}"
+            );
+            checked += 1;
+        }
+        for &addr in &addrs {
+            session.remove_breakpoint(Breakpoint { addr, vm: None });
+        }
+    }
+    assert!(hits * 2 >= checked, "only {hits} of {checked} cases found a hit");
+    eprintln!("{checked} cluster cases, {hits} with a hit");
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::dense::DenseCache;
 use super::probes::Probes;
-use super::search::{Found, Search, SliceFilter};
+use super::search::{backward_all, Found, Search, SliceFilter};
 use super::{
     ix, rounds, Direction, Hit, Live, Pos, Scope, Session, SessionError, StopReason, VmId, WatchKind,
 };
@@ -63,30 +63,30 @@ impl Session {
                         return result;
                     }
                 }
-                let mut best: Option<(Hit, Option<Found>)> = None;
-                for (i, (vm, (probes, filter))) in filters.iter().enumerate() {
-                    if probes.breakpoints.is_empty() && probes.watchpoints.is_empty() {
-                        continue;
+                // Every VM's slices in one newest-first sweep: the search
+                // stops as soon as no slice left can beat the best hit.
+                let trace = self.trace.clone();
+                let probed = |p: &Probes| !(p.breakpoints.is_empty() && p.watchpoints.is_empty());
+                let mut froms = Vec::new();
+                for (vm, (probes, _)) in &filters {
+                    if probed(probes) {
+                        froms.push(self.position(*vm)?.icount);
                     }
-                    let from = self.position(*vm)?.icount;
-                    let share = |f: f64| progress((i as f64 + f) / searched);
-                    let trace = self.trace.clone();
-                    let search = Search {
+                }
+                let searches: Vec<Search<'_>> = filters
+                    .iter()
+                    .filter(|(_, (probes, _))| probed(probes))
+                    .map(|(vm, (probes, filter))| Search {
                         trace: &trace,
                         vm: ix(*vm),
                         probes,
                         filter,
                         cancel: &self.cancel,
-                        progress: &share,
-                    };
-                    let found = search.backward(from, self.jobs)?;
-                    if let Some((hit, found)) = found {
-                        if best.as_ref().is_none_or(|(b, _)| hit.pos > b.pos) {
-                            best = Some((hit, Some(found)));
-                        }
-                    }
-                }
-                best
+                        progress,
+                    })
+                    .collect();
+                let pairs: Vec<(&Search<'_>, u64)> = searches.iter().zip(froms).collect();
+                backward_all(&pairs, self.jobs, progress)?.map(|(hit, found)| (hit, Some(found)))
             }
             Direction::Forward => {
                 let mut best: Option<(Hit, Option<Found>)> = None;

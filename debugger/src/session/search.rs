@@ -212,49 +212,86 @@ impl Search<'_> {
     /// machine that found it and the dense snapshots it kept on the way, so
     /// the caller moves there replaying at most `DENSE_STEPS`.
     pub(super) fn backward(&self, from: u64, jobs: usize) -> Result<Option<(Hit, Found)>, TraceError> {
-        let Search {
-            trace,
-            vm,
-            probes,
-            filter,
-            cancel,
-            progress,
-        } = *self;
-        let cps = trace.checkpoints(vm);
-        // (checkpoint index, slice end), newest first.
-        let slices: Vec<(usize, u64)> = (0..cps.len())
-            .rev()
-            .filter(|&k| cps[k].icount < from && filter.may_hit(k))
-            .map(|k| (k, cps.get(k + 1).map(|c| c.icount).unwrap_or(u64::MAX).min(from)))
-            .collect();
-        let total = slices.len().max(1);
-        for (batch_no, batch) in slices.chunks(jobs.max(1)).enumerate() {
-            let results: Mutex<Vec<SliceOutcome>> = Mutex::new(Vec::new());
-            std::thread::scope(|scope| {
-                for (i, &(k, end)) in batch.iter().enumerate() {
-                    let results = &results;
-                    scope.spawn(move || {
-                        let r = scan_slice(trace, vm, k, end, probes, cancel);
-                        if let Ok(mut all) = results.lock() {
-                            all.push((i, r));
-                        }
-                    });
-                }
-            });
-            let mut results = results.into_inner().unwrap_or_default();
-            results.sort_by_key(|(i, _)| *i);
-            for (_, r) in results {
-                if let Some(found) = r? {
-                    return Ok(Some(found));
-                }
-            }
-            if cancel.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            progress(((batch_no + 1) * jobs.max(1)).min(total) as f64 / total as f64);
-        }
-        Ok(None)
+        backward_all(&[(self, from)], jobs, self.progress)
     }
+
+    /// The slices this search must replay backward from icount `from`:
+    /// (checkpoint, end of the span, a bound on the virtual time of any hit
+    /// in it), newest first.
+    fn slices_before(&self, from: u64) -> Vec<(usize, u64, u64)> {
+        let cps = self.trace.checkpoints(self.vm);
+        (0..cps.len())
+            .rev()
+            .filter(|&k| cps[k].icount < from && self.filter.may_hit(k))
+            .map(|k| {
+                let next = cps.get(k + 1);
+                let end = next.map(|c| c.icount).unwrap_or(u64::MAX).min(from);
+                (k, end, next.map(|c| c.vtime_ns).unwrap_or(u64::MAX))
+            })
+            .collect()
+    }
+}
+
+/// The last hit in cluster order over several VMs' searches, each before
+/// its own icount. Their candidate slices are merged newest first (by the
+/// virtual time each ends at) and replayed `jobs` at a time; once the best
+/// hit so far is later than every slice left can reach, the search stops —
+/// so a cluster search costs about what the nearest VM's does.
+pub(super) fn backward_all(
+    searches: &[(&Search<'_>, u64)],
+    jobs: usize,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<Option<(Hit, Found)>, TraceError> {
+    // (search, checkpoint, span end, vtime bound), latest bound first.
+    let mut slices: Vec<(usize, usize, u64, u64)> = Vec::new();
+    for (i, (search, from)) in searches.iter().enumerate() {
+        slices.extend(
+            search
+                .slices_before(*from)
+                .into_iter()
+                .map(|(k, end, bound)| (i, k, end, bound)),
+        );
+    }
+    // Stable: one VM's slices keep their newest-first order among equals.
+    slices.sort_by_key(|&(i, _, _, bound)| (std::cmp::Reverse(bound), i));
+    let total = slices.len().max(1);
+    let mut best: Option<(Hit, Found)> = None;
+    for (batch_no, batch) in slices.chunks(jobs.max(1)).enumerate() {
+        if let Some((b, _)) = &best {
+            // Nothing left can reach later than the best hit.
+            if batch[0].3 < b.pos.vtime_ns {
+                break;
+            }
+        }
+        let results: Mutex<Vec<SliceOutcome>> = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for (slot, &(i, k, end, _)) in batch.iter().enumerate() {
+                let results = &results;
+                let search = searches[i].0;
+                scope.spawn(move || {
+                    let r = scan_slice(search.trace, search.vm, k, end, search.probes, search.cancel);
+                    if let Ok(mut all) = results.lock() {
+                        all.push((slot, r));
+                    }
+                });
+            }
+        });
+        let mut results = results.into_inner().unwrap_or_default();
+        results.sort_by_key(|(slot, _)| *slot);
+        for (_, r) in results {
+            if let Some((hit, found)) = r? {
+                if best.as_ref().is_none_or(|(b, _)| hit.pos > b.pos) {
+                    best = Some((hit, found));
+                }
+            }
+        }
+        let cancelled = searches.iter().any(|(s, _)| s.cancel.load(Ordering::Relaxed));
+        if cancelled {
+            return Ok(None);
+        }
+        progress(((batch_no + 1) * jobs.max(1)).min(total) as f64 / total as f64);
+    }
+    Ok(best)
 }
 
 /// What a backward search leaves besides its hit: the machine that scanned
