@@ -36,6 +36,7 @@ mod points;
 mod resume;
 mod rounds;
 mod search;
+mod simultaneous;
 mod step;
 
 use std::path::Path;
@@ -50,6 +51,7 @@ pub use moment::{Moment, MomentError, MOMENT_HELP};
 pub use moves::{Move, Outcome};
 pub use points::{Breakpoint, WatchKind, Watchpoint, MAX_WATCH_BYTES};
 pub use search::{Hit, HitKind};
+pub use simultaneous::Stops;
 pub use vmrr_index::{Pos, VmId};
 
 /// Which way to move.
