@@ -114,7 +114,17 @@ _start32:
 
         .code64
         .type   _start64, @function
+/*
+ * The outermost frame: its CFI says the return address is undefined, which
+ * is how a debugger knows the backtrace ends here (a zero frame pointer is
+ * not enough: gdb would show a bogus "0x0000000000000000 in ?? ()" frame
+ * above it).  The kit keeps unwind tables in .debug_frame (.eh_frame is
+ * discarded by link.ld).
+ */
+        .cfi_sections .debug_frame
 _start64:
+        .cfi_startproc
+        .cfi_undefined rip
         movl    $SEL_DATA, %eax
         movl    %eax, %ds
         movl    %eax, %es
@@ -131,6 +141,7 @@ _start64:
 2:      cli
         hlt
         jmp     2b
+        .cfi_endproc
         .size   _start64, . - _start64
 
 /* ------------------------------------------------------------------------ */
