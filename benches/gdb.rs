@@ -48,11 +48,9 @@ positions = [int(p) for p in os.environ["VMRR_BENCH_POSITIONS"].split(",")]
 steps = int(os.environ["VMRR_BENCH_STEPS"])
 for p in positions:
     gdb.execute("monitor goto %d" % p, to_string=True)
-    gdb.execute("maintenance flush register-cache", to_string=True)
     for i in range(steps):
         print("RSTEP %d %d %.6f" % (p, i, timed("reverse-stepi")))
 gdb.execute("monitor goto end", to_string=True)
-gdb.execute("maintenance flush register-cache", to_string=True)
 gdb.execute("break " + os.environ["VMRR_BENCH_NEVER_HIT"], to_string=True)
 print("RCONT %.6f" % timed("reverse-continue"))
 print("AT-START " + gdb.execute("monitor when", to_string=True).strip())
@@ -108,7 +106,8 @@ fn forward_replay(dir: &Path, end: u64) -> f64 {
     secs
 }
 
-fn start_server(dir: &Path) -> (Server, u16) {
+/// Starts `vmrr gdb` on `dir`; returns it, its port and its gdb settings.
+fn start_server(dir: &Path) -> (Server, u16, PathBuf) {
     let mut child = Command::new(vmrr())
         .arg("gdb")
         .arg(dir)
@@ -119,14 +118,23 @@ fn start_server(dir: &Path) -> (Server, u16) {
         .spawn()
         .unwrap_or_else(|e| fail(format!("cannot start vmrr gdb: {e}")));
     let stdout = child.stdout.take().unwrap_or_else(|| fail("no stdout"));
-    let mut first = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut first);
-    let port = first
+    let mut banner = String::new();
+    let mut reader = BufReader::new(stdout);
+    for _ in 0..2 {
+        let _ = reader.read_line(&mut banner);
+    }
+    let port = banner
         .split_whitespace()
         .find_map(|w| w.strip_prefix("127.0.0.1:"))
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| fail(format!("no port in {first:?}")));
-    (Server(child), port)
+        .unwrap_or_else(|| fail(format!("no port in {banner:?}")));
+    let settings = banner
+        .split(" -x ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| fail(format!("no settings in {banner:?}")));
+    (Server(child), port, settings)
 }
 
 fn percentile(sorted: &[f64], p: usize) -> f64 {
@@ -159,7 +167,7 @@ fn main() {
     let forward_before = forward_replay(&dir, end);
     println!("forward replay of the whole trace: {forward_before:.2} s");
 
-    let (server, port) = start_server(&dir);
+    let (server, port, settings) = start_server(&dir);
     let script = std::env::temp_dir().join(format!("vmrr-bench-gdb-{}.py", std::process::id()));
     std::fs::write(&script, SCRIPT).unwrap_or_else(|e| fail(e));
     // Increasing positions: each `monitor goto` replays forward from the last.
@@ -167,12 +175,16 @@ fn main() {
         .map(|i| ((2 * i as u64 + 1) * end / (2 * POSITIONS as u64)).to_string())
         .collect();
     let started = Instant::now();
+    // As `vmrr replay` starts gdb: every VM's symbols from the trace,
+    // vmrr's settings.
     let mut child = Command::new("gdb")
-        .args(["-batch", "-nx", "-ex", "set pagination off", "-ex"])
-        .arg(format!("target remote :{port}"))
+        .args(["-batch", "-nx", "-ex", "set pagination off"])
+        .args(["-ex", "set sysroot /", "-ex", "set schedule-multiple on", "-ex"])
+        .arg(format!("target extended-remote 127.0.0.1:{port}"))
+        .arg("-x")
+        .arg(&settings)
         .arg("-x")
         .arg(&script)
-        .arg(vmrr_guests::image("compute"))
         .env("VMRR_BENCH_POSITIONS", positions.join(","))
         .env("VMRR_BENCH_STEPS", STEPS_PER_POSITION.to_string())
         .env("VMRR_BENCH_NEVER_HIT", NEVER_HIT)
@@ -275,7 +287,7 @@ fn main() {
          | **reverse-continue ÷ forward replay** | **{ratio:.3}** | ≤ {TARGET_RATIO} ({v2}) |{notes}\n\n\
          The first `reverse-stepi` at a place replays its checkpoint slice once to lay dense snapshots; \
          the next ones restore the nearest snapshot. Reverse-continue to breakpoints \
-         (`vmrr_gdb_bridge::reverse`) hands the {jobs} cores runs of consecutive checkpoint slices, newest \
+         (`Session::continue_`, `debugger/src/session/rounds.rs`) hands the {jobs} cores runs of consecutive checkpoint slices, newest \
          first — short runs near the cursor, longer ones further back, short again at the very end so that \
          the cores finish together — and replays each run from one checkpoint, instead of restoring a \
          checkpoint for every slice.\n",

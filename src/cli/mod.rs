@@ -48,8 +48,9 @@ enum Command {
     Events(query::EventsArgs),
     /// Run a read-only SQL query on a trace's index (see index/SCHEMA.md).
     Sql(query::SqlArgs),
-    /// Serve a trace to gdb (remote protocol): VMs are threads; stepi,
-    /// continue, breakpoints and watchpoints work both ways.
+    /// Serve a trace to a gdb started elsewhere (an IDE): each VM is an
+    /// inferior; stepi, continue, breakpoints and watchpoints work both
+    /// ways. Prints the gdb command that attaches.
     Gdb(gdb::GdbArgs),
     /// Explore a trace in a full-screen terminal UI: timeline, registers,
     /// disassembly, events, bookmarks; step both ways, follow frames.
