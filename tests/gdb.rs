@@ -13,7 +13,7 @@ mod gdb_support;
 
 use std::time::{Duration, Instant};
 
-use gdb_support::{between, hex, mixed_trace, registers, stops, symbol, trace, Raw, Server};
+use gdb_support::{between, hex, mixed_trace, registers, stops, symbol, trace, Raw, Server, Terminal};
 use vmrr_backend::rng::SeededRng;
 use vmrr_debugger::session::Session;
 
@@ -292,6 +292,48 @@ fn writes_are_refused_with_the_reason() {
     assert_eq!(out.matches("= 31\n").count(), 3, "{out}");
     assert!(out.contains("= 0\n"), "$rax is not 7: {out}");
     assert!(out.contains("backup2 (inferior 3), icount 60001,"), "{out}");
+}
+
+#[test]
+fn replay_opens_gdb_at_a_bookmark_with_spaces() {
+    let name = format!("late #5 {}", std::process::id());
+    {
+        let mut s = Session::open(trace()).expect("open");
+        s.goto(BACKUP2, 61_000).expect("goto");
+        s.add_bookmark(&name, "for the replay test").expect("bookmark");
+    }
+    let term = Terminal::start(&format!(
+        "{} replay {} --at '{name}'; echo gdb-exited-$?; sleep 60",
+        common::VMRR,
+        trace().display()
+    ));
+    let screen = term.wait_for("(gdb) ", 1, Duration::from_secs(60));
+    assert!(
+        screen.contains("[Switching to inferior 3 [process 3]"),
+        "{screen}"
+    );
+    term.type_line("monitor when");
+    let screen = term.wait_for("(gdb) ", 2, Duration::from_secs(30));
+    assert!(screen.contains("backup2 (inferior 3), icount 61000,"), "{screen}");
+    term.type_line("bt");
+    let screen = term.wait_for("(gdb) ", 3, Duration::from_secs(30));
+    let bt = between(&screen, "(gdb) bt", "(gdb) ");
+    assert!(bt.contains("in _start64 () at kit/boot.S"), "{bt}");
+    assert!(!bt.contains("?? ()"), "{bt}");
+    term.type_line("info inferiors");
+    let screen = term.wait_for("(gdb) ", 4, Duration::from_secs(30));
+    assert!(screen.contains("images/backup2.elf"), "{screen}");
+    term.type_line("quit");
+    term.wait_for("Quit anyway? (y or n)", 1, Duration::from_secs(30));
+    term.type_line("y");
+    term.wait_for("gdb-exited-0", 1, Duration::from_secs(30));
+    // gdb's settings were not written into the trace.
+    let written: Vec<_> = std::fs::read_dir(trace())
+        .expect("list the trace")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "gdb"))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
 }
 
 #[test]

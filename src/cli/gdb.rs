@@ -1,5 +1,6 @@
 //! `vmrr gdb`: serve a trace to a gdb started elsewhere (an IDE, another
-//! terminal).
+//! terminal); and `vmrr replay TRACE` without `--verify`: serve it and start
+//! gdb on it in one command, as `rr replay` does.
 //!
 //! gdb's settings for vmrr go into a file of the temporary folder (one per
 //! user), never into the trace: a trace may be read-only, and stays as
@@ -8,11 +9,13 @@
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
 
 use vmrr_debugger::session::{Moment, Session};
-use vmrr_gdb_bridge::{gdb_command, serve_with, ServeOptions, GDB_SCRIPT};
+use vmrr_gdb_bridge::{gdb_args, gdb_command, serve_with, ServeOptions, GDB_SCRIPT};
+
+use super::replay::ReplayArgs;
 
 /// Arguments of `vmrr gdb`.
 #[derive(Debug, clap::Args)]
@@ -136,4 +139,43 @@ pub fn run(args: &GdbArgs) -> Result<ExitCode, String> {
     };
     serve_with(Arc::new(Mutex::new(session)), listener, &options).map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `vmrr replay TRACE`: serves the trace on a free local port and runs gdb
+/// on it in this terminal; ends when gdb does, with gdb's exit status.
+pub fn replay(args: &ReplayArgs) -> Result<ExitCode, String> {
+    let mut session = open_at(&args.trace, args.at.as_deref(), args.vm.as_deref())?;
+    if let Some(jobs) = args.jobs {
+        session.set_jobs(jobs);
+    }
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| format!("cannot listen on a local port: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let script = settings_file()?;
+    let session = Arc::new(Mutex::new(session));
+    // gdb owns the terminal: the server speaks only through gdb (console
+    // packets, `monitor sync`).
+    std::thread::Builder::new()
+        .name("vmrr-gdb".into())
+        .spawn(move || serve_with(session, listener, &ServeOptions::default()))
+        .map_err(|e| format!("cannot start the gdb server: {e}"))?;
+    // Ctrl-C in the terminal goes to gdb (it interrupts a search) and to
+    // this process too, which must outlive gdb.
+    let _ = ctrlc::set_handler(|| {});
+    let gdb = std::env::var_os("VMRR_GDB").unwrap_or_else(|| "gdb".into());
+    let status = Command::new(&gdb)
+        .args(gdb_args(port, &script))
+        .args(&args.gdb_args)
+        .status()
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (install gdb: scripts/install-deps.sh, or set VMRR_GDB)",
+                Path::new(&gdb).display()
+            )
+        })?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => ExitCode::from(1),
+    })
 }

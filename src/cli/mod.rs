@@ -39,10 +39,13 @@ enum Command {
     Run(RunArgs),
     /// Record a cluster (cluster.toml) or one guest image into a trace folder.
     Record(record::RecordArgs),
-    /// Re-execute a trace from its checkpoints and recorded inputs; with
-    /// --verify, compare every checkpoint and report the first divergence.
+    /// Open a trace in gdb, every VM an inferior with its own symbols
+    /// (like `rr replay`; --at MOMENT to start there); with --verify,
+    /// re-execute it from its checkpoints and recorded inputs instead and
+    /// report the first divergence.
     ///
-    /// Exit status: 0 when the replay matches, 5 when it diverged, 2 on error.
+    /// Exit status: gdb's; with --verify, 0 when the replay matches, 5 when
+    /// it diverged, 2 on error.
     Replay(replay::ReplayArgs),
     /// List a trace's events, filtered by VM, kind and virtual time.
     Events(query::EventsArgs),

@@ -1,5 +1,6 @@
-//! `vmrr replay`: re-execute a trace's VMs from their checkpoints and inputs,
-//! and with `--verify` compare the state at every checkpoint.
+//! `vmrr replay`: with `--verify`, re-execute a trace's VMs from their
+//! checkpoints and inputs and compare the state at every checkpoint; without,
+//! open the trace in gdb (`super::gdb::replay`), as `rr replay` does.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,8 @@ use vmrr_debugger::trace::replay::Trace;
 pub struct ReplayArgs {
     /// The trace folder.
     pub trace: PathBuf,
-    /// Only this VM (by name).
+    /// With --verify: only this VM (by name). Without: the VM gdb selects
+    /// first (by name or number from 1; default: the VM of the --at moment).
     #[arg(long)]
     pub vm: Option<String>,
     /// Threads replaying checkpoint slices in parallel (default: one per core).
@@ -21,6 +23,14 @@ pub struct ReplayArgs {
     /// Compare the state hash at every checkpoint and report the first divergence.
     #[arg(long)]
     pub verify: bool,
+    /// Where gdb starts: a time (12.5ms), an icount of the first VM,
+    /// VM:ICOUNT (backup2:4500), #EVENT, start, end, or a bookmark name
+    /// (spaces allowed). Not with --verify.
+    #[arg(long, conflicts_with = "verify")]
+    pub at: Option<String>,
+    /// Arguments for gdb, after `--` (e.g. `-- -batch -ex bt`).
+    #[arg(last = true, conflicts_with = "verify")]
+    pub gdb_args: Vec<String>,
 }
 
 /// Exit status when the replay diverged from the recording.
@@ -28,6 +38,9 @@ pub const EXIT_DIVERGED: u8 = 5;
 
 /// Replays and reports.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
+    if !args.verify {
+        return super::gdb::replay(args);
+    }
     let trace = Trace::open(&args.trace, false).map_err(|e| e.to_string())?;
     if !trace.is_complete() {
         eprintln!("vmrr: note: this recording did not finish; replaying up to its last checkpoint");
