@@ -437,9 +437,10 @@ fn reverse_continue_stops_at_the_previous_breakpoint_hit() {
 
 #[test]
 fn watch_and_reverse_continue_find_the_stale_write() {
-    let server = Server::start(&["--at", "end", "--vm", "backup2"]);
+    // `end` is the end of the --vm VM.
+    let server = Server::start(&["--vm", "backup2", "--at", "end"]);
     let out = server.gdb(&[
-        "monitor goto backup2:67008",
+        "monitor when",
         "p store[3]",
         "watch store[3]",
         "reverse-continue",
@@ -450,6 +451,10 @@ fn watch_and_reverse_continue_find_the_stale_write() {
         "echo </hit>\\n",
         "continue",
     ]);
+    assert!(
+        out.contains("backup2 (inferior 3), icount 67008, 220.004183 ms of 67008"),
+        "{out}"
+    );
     // backup2 ends with k3=31: the late #5 overwrote #9's 32.
     assert!(out.contains("$1 = 31"), "{out}");
     let hit = between(&out, "<hit>", "</hit>");

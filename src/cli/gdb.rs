@@ -22,9 +22,10 @@ use super::replay::ReplayArgs;
 pub struct GdbArgs {
     /// The trace folder.
     pub trace: PathBuf,
-    /// Where to stand when gdb attaches: a time (12.5ms), an icount of the
-    /// first VM, VM:ICOUNT (backup2:4500), #EVENT, start, end, or a bookmark
-    /// name (spaces allowed). Default: the start.
+    /// Where to stand when gdb attaches: a time (12.5ms), an icount (of the
+    /// --vm VM, else the first), VM:ICOUNT (backup2:4500), #EVENT, start,
+    /// end (of the --vm VM, else the first), or a bookmark name (spaces
+    /// allowed). Default: the start.
     #[arg(long)]
     pub at: Option<String>,
     /// TCP port (0: any free port; the one chosen is printed).
@@ -71,17 +72,25 @@ fn settings_file() -> Result<PathBuf, String> {
     Ok(path)
 }
 
-/// Opens the trace standing at `at`, with `vm` as the focus.
+/// Opens the trace standing at `at`, with `vm` as the focus. The VM is the
+/// focus before the move too, so that the moments that name no VM (`end`,
+/// a bare icount) are that VM's.
 fn open_at(trace: &Path, at: Option<&str>, vm: Option<&str>) -> Result<Session, String> {
     let mut session = Session::open(trace).map_err(|e| e.to_string())?;
+    let vm = match vm {
+        Some(name) => Some(session.vm_by_name(name).map_err(|e| format!("--vm: {e}"))?),
+        None => None,
+    };
+    if let Some(vm) = vm {
+        session.set_focus(vm).map_err(|e| e.to_string())?;
+    }
     if let Some(at) = at {
         let moment = Moment::parse(at).map_err(|e| format!("--at: {e}"))?;
         session
             .goto_moment(&moment)
             .map_err(|e| format!("--at {at}: {e}"))?;
     }
-    if let Some(name) = vm {
-        let vm = session.vm_by_name(name).map_err(|e| format!("--vm: {e}"))?;
+    if let Some(vm) = vm {
         session.set_focus(vm).map_err(|e| e.to_string())?;
     }
     Ok(session)

@@ -23,9 +23,10 @@ pub struct ReplayArgs {
     /// Compare the state hash at every checkpoint and report the first divergence.
     #[arg(long)]
     pub verify: bool,
-    /// Where gdb starts: a time (12.5ms), an icount of the first VM,
-    /// VM:ICOUNT (backup2:4500), #EVENT, start, end, or a bookmark name
-    /// (spaces allowed). Not with --verify.
+    /// Where gdb starts: a time (12.5ms), an icount (of the --vm VM, else
+    /// the first), VM:ICOUNT (backup2:4500), #EVENT, start, end (of the
+    /// --vm VM, else the first), or a bookmark name (spaces allowed). Not
+    /// with --verify.
     #[arg(long, conflicts_with = "verify")]
     pub at: Option<String>,
     /// Arguments for gdb, after `--` (e.g. `-- -batch -ex bt`).
