@@ -155,7 +155,8 @@ for _inf in gdb.inferiors():
     if _inf.num != 1 and _inf.pid != 0 and _inf.threads():
         _inf.threads()[0].switch()
         gdb.execute("unset tdesc filename", to_string=True)
-gdb.inferiors()[0].threads()[0].switch()
+if gdb.inferiors()[0].threads():
+    gdb.inferiors()[0].threads()[0].switch()
 end
 # A monitor command may move the cursor: drop gdb's cached registers and frames.
 define hookpost-monitor

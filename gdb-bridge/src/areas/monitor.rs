@@ -24,7 +24,7 @@ const MAX_EVENTS: usize = 500;
 pub const HELP: &str = "\
 vmrr monitor commands (each VM is a gdb inferior: inferior N is VM N)
   when                         where the focus VM and the cluster cursor stand
-  vm                           list the VMs; * marks the focus
+  vm                           the VMs and where each stands; * marks the focus
   vm NAME|N                    make a VM the focus (then `inferior N` in gdb)
   goto MOMENT                  go to a moment: a time (12.5ms), an icount of the
                                focus VM, VM:ICOUNT (backup2:4500), #EVENT,
@@ -117,7 +117,7 @@ impl Target {
         let result = match words.as_slice() {
             [] | ["help"] => Ok(HELP.to_string()),
             ["when"] => self.when(&mut s),
-            ["vm"] => Ok(list_vms(&s)),
+            ["vm"] => Ok(list_vms(&mut s)),
             ["vm", ..] => self.set_vm(&mut s, rest(line, 1)),
             ["goto", ..] => self.go(&mut s, rest(line, 1)),
             ["events", args @ ..] => events(&mut s, args),
@@ -252,11 +252,19 @@ impl Target {
     }
 }
 
-fn list_vms(s: &Session) -> String {
+/// Every VM, where it stands at the cursor, and how long its recording is.
+fn list_vms(s: &mut Session) -> String {
+    let width = s.vm_ids().map(|v| s.vm_name(v).len()).max().unwrap_or(4);
     s.vm_ids()
+        .collect::<Vec<_>>()
+        .into_iter()
         .map(|vm| {
+            let here = match s.position(vm) {
+                Ok(p) => format!("icount {}, {}", p.icount, fmt_time(p.vtime_ns)),
+                Err(e) => format!("({e})"),
+            };
             format!(
-                "{} inferior {}  {:<12} {} instructions",
+                "{} inferior {}  {:<width$}  {here} (of {})",
                 if vm == s.focus() { '*' } else { ' ' },
                 pid_of(vm),
                 s.vm_name(vm),

@@ -58,15 +58,17 @@ impl Target {
         Ok(image.to_string_lossy().into_owned().into_bytes())
     }
 
-    /// Every attached VM's thread, named after the VM, with where it stands.
+    /// Every attached VM's thread, named after the VM. gdb reads this list
+    /// after every stop, so it says nothing that needs the other VMs
+    /// brought to the cursor (where each stands would make every
+    /// `reverse-stepi` replay them all: `monitor vm` tells it instead).
     fn threads_xml(&self) -> String {
         let mut xml = String::from("<?xml version=\"1.0\"?>\n<threads>\n");
         for vm in self.attached() {
             xml.push_str(&format!(
-                "<thread id=\"{}\" core=\"0\" name=\"{}\">{}</thread>\n",
+                "<thread id=\"{}\" core=\"0\" name=\"{}\"/>\n",
                 self.thread_of(vm),
                 xml_text(&self.vms[vm as usize].name),
-                xml_text(&self.describe_vm(vm)),
             ));
         }
         xml.push_str("</threads>\n");
