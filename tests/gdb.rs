@@ -609,6 +609,10 @@ fn monitor_commands() {
         &format!("monitor bookmark add \"{mark}\" the late write"),
         "monitor goto start",
         "monitor bookmark list",
+        &format!("monitor goto {mark}"),
+        "monitor goto start",
+        &format!("monitor goto bookmark {mark}"),
+        "monitor goto start",
         &format!("monitor bookmark goto {mark}"),
         "echo <at-mark>\\n",
         "info inferiors",
@@ -637,6 +641,13 @@ fn monitor_commands() {
     assert!(
         out.lines()
             .any(|l| l.starts_with(&mark) && l.contains("icount 36000") && l.ends_with("the late write")),
+        "{out}"
+    );
+    // A bookmark named with spaces is reached three ways.
+    assert_eq!(
+        out.matches("backup2 (inferior 3), icount 36000, 122.087851 ms of 67008")
+            .count(),
+        4,
         "{out}"
     );
     // A move selects its VM in gdb (vmrr's settings).
@@ -1114,4 +1125,53 @@ fn ctrl_c_interrupts_a_long_search() {
         }
     };
     assert!(stop.contains("replaylog:begin"), "{stop}");
+}
+
+#[test]
+fn server_side_errors_reach_gdb_with_their_reason() {
+    // A copy of the trace whose page store lost its pages: gdb cannot even
+    // read the registers, and says why.
+    let dir = common::TempDir::new("gdb-damaged");
+    let copy = dir.path().join("trace");
+    gdb_support::copy_dir(trace(), &copy);
+    for entry in walk(&copy.join("pages")) {
+        std::fs::remove_file(entry).expect("remove a page");
+    }
+    let server = Server::start_on(&copy, &[]);
+    let out = server.gdb(&["info registers rip"]);
+    assert!(
+        out.contains("Could not read registers; remote failure reply 'E.vmrr: ")
+            && out.contains("memory page is missing or unreadable")
+            && out.contains("The trace is damaged"),
+        "{out}"
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn replay_refuses_a_moment_that_is_not_there() {
+    let t = trace().display().to_string();
+    common::vmrr(["replay", &t, "--at", "no such mark"])
+        .expect_code(2)
+        .expect_stderr(&["--at no such mark: no bookmark called 'no such mark'"]);
+    common::vmrr(["replay", &t, "--at", "backup2:99999999"])
+        .expect_code(2)
+        .expect_stderr(&["is past the end of VM 'backup2'"]);
+    common::vmrr(["replay", &t, "--verify", "--at", "end"]).expect_code(2);
+    common::vmrr(["gdb", &t, "--vm", "nobody"])
+        .expect_code(2)
+        .expect_stderr(&["--vm: no VM 'nobody' in this trace"]);
 }
