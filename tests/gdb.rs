@@ -103,6 +103,27 @@ fn simultaneous_breakpoint_hits_are_reported_one_after_another_both_ways() {
 }
 
 #[test]
+fn a_simultaneous_hit_that_gdb_stepped_past_is_named_not_lost() {
+    // gdb holds backup1 and backup2 at their pending hits while primary
+    // steps; after 50 steps of primary the cluster is past that moment, so
+    // the hits cannot be reported as stops any more: the console says
+    // where they are.
+    let server = Server::start(&[]);
+    let out = server.gdb(&["break kit_entry", "continue", "stepi 50", "continue"]);
+    assert_eq!(stop_threads(&out), ["Thread 1.1 \"primary\""], "{out}");
+    let entry = symbol("kit_entry");
+    for (name, n) in [("backup1", 2), ("backup2", 3)] {
+        assert!(
+            out.contains(&format!(
+                "vmrr: {name} (inferior {n}) also hit a breakpoint at {entry:#x} at 0.026370 ms (icount 2637), \
+                 but gdb has moved other VMs past that moment since; `monitor goto {n}:2637` goes there"
+            )),
+            "{out}"
+        );
+    }
+}
+
+#[test]
 fn simultaneous_watchpoint_hits_are_reported_one_after_another() {
     let server = Server::start(&[]);
     // A watchpoint belongs to the inferior it was set in: set it in each.
