@@ -29,7 +29,9 @@ pub enum Stops {
     Hits(Vec<Hit>),
     /// No hit: the cursor is at the start (backward) or the end (forward).
     End(Direction),
-    /// The search was cancelled; the cursor did not move.
+    /// The search was cancelled before it found a hit; the cursor did not
+    /// move. (A cancel while the other VMs' hits at the winning time are
+    /// looked for returns the hits found so far.)
     Cancelled,
 }
 
@@ -86,7 +88,9 @@ impl Session {
                 Direction::Backward => self.backward_hit_at(vm, t)?,
             };
             if self.cancel.load(Ordering::Relaxed) {
-                return Ok(Stops::Cancelled);
+                // The cursor is at the first hit already: report what was
+                // found rather than a cancelled search.
+                break;
             }
             hits.extend(hit);
         }
