@@ -120,7 +120,8 @@ fn start_server(dir: &Path) -> (Server, u16, PathBuf) {
     let stdout = child.stdout.take().unwrap_or_else(|| fail("no stdout"));
     let mut banner = String::new();
     let mut reader = BufReader::new(stdout);
-    for _ in 0..2 {
+    // The port is on the first line, the attach command on the third.
+    for _ in 0..3 {
         let _ = reader.read_line(&mut banner);
     }
     let port = banner
