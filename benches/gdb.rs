@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use vmrr_debugger::trace::replay::Trace;
+use vmrr_debugger::trace::Trace;
 
 /// `compute` rounds: 22 instructions each, so about 5.3 million steps.
 const ITERS: u64 = 240_000;

@@ -14,7 +14,7 @@ use vmrr_backend::rng::SeededRng;
 use vmrr_debugger::cluster::{Cluster, ClusterConfig, ClusterOptions};
 use vmrr_debugger::trace::pages::dir_bytes;
 use vmrr_debugger::trace::record::{record, RecordOptions};
-use vmrr_debugger::trace::replay::Trace;
+use vmrr_debugger::trace::Trace;
 
 const ROUNDS: usize = 3;
 const SEEKS: usize = 60;

@@ -109,7 +109,7 @@ run_one() {     # index
     [ -n "$mac" ] || mac=$(printf '52:54:00:12:34:%02x' $((i + 1)))
     # shellcheck disable=SC2086
     timeout --foreground -k 5 "$timeout_s" \
-        "$qemu" -M microvm,ioapic2=off -accel tcg -cpu qemu64 -m 64M \
+        "$qemu" -M microvm,ioapic2=off -accel tcg -cpu qemu64,+rdrand -m 64M \
         -nodefaults -display none -no-reboot -monitor none -serial stdio \
         -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
         -global virtio-mmio.force-legacy=false \

@@ -38,7 +38,7 @@ errlog=$(mktemp)
 trap 'rm -f "$errlog"' EXIT
 # shellcheck disable=SC2086
 timeout --foreground -k 5 "$timeout_s" \
-    "$qemu" -M pc -accel tcg -cpu qemu64 -m 64M \
+    "$qemu" -M pc -accel tcg -cpu qemu64,+rdrand -m 64M \
     -nodefaults -display none -no-reboot \
     -monitor none -serial stdio \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \

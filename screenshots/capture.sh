@@ -41,7 +41,8 @@ start() {
 # settle: waits (at most 10 s) until no operation is running or queued.
 settle() {
     for _ in $(seq 50); do
-        tm capture-pane -t shot -p | grep -q "Esc cancels" || return 0
+        # A running operation shows "» label" in the status bar.
+        tm capture-pane -t shot -p | tail -1 | grep -q "^» " || return 0
         sleep 0.2
     done
 }
@@ -71,15 +72,21 @@ shot() {
     echo "screenshots/$name.png"
 }
 
-# 1. The trace at start: whole-trace timeline, registers, disassembly, events.
+# The line of the stale write in kv_apply (`store[key] = val;`).
+line=$(grep -n 'store\[key\] = val;' guests/kvstore/kvstore.c | head -1 | cut -d: -f1)
+
+# 1. The trace at start: whole-trace timeline with its legend, the boot
+#    code (assembly: registers beside it), events.
 start main 120 40
 shot 01-start 120 40
 
-# 2. The symptom: /stale Enter goes to primary's read-stale marker.
+# 2. The symptom: /stale Enter goes to primary's read-stale marker; the
+#    source pane shows marker() through its inlined outl().
 keys /; text stale; keys Enter
 shot 02-stale-read 120 40
 
-# 3. Frames only, the previous one (backup2's reply), followed back to its send.
+# 3. Frames only, the previous one (backup2's reply), followed back to its
+#    send: backup2's source and locals in on_read().
 keys Escape k p f
 shot 03-follow-to-backup2 120 40
 
@@ -87,19 +94,31 @@ shot 03-follow-to-backup2 120 40
 keys k v v v /; text "apply = 5"; keys Enter Escape
 shot 04-late-apply-5 120 40
 
-# 5. The frame received just before it, followed back to the primary's resend;
-#    zoomed in on the heal, frames drawn as links between the lanes.
-keys K p f + + + + + + +
-shot 05-resend-zoomed 120 40
+# 5. The frame received just before it: its payload decoded (WRITE #5
+#    k3=31); zoomed in on the heal, frames drawn from lane to lane.
+keys K p t + + + + + + +
+shot 05-resend-payload 120 40
 
-# 6. Wide: memory beside the disassembly; registers changed by a step back.
-start wide 160 48
-keys g; text backup2:38745; keys Enter Left Left
-shot 06-wide-step-back 160 48
+# 6. The README's picture: the stale write itself, at 140x45. A breakpoint
+#    at its file:line, reverse-continue from backup2's `apply = 5`: the
+#    line is marked and val holds 31.
+start source 140 45
+keys g; text backup2:38745; keys Enter b; text "kvstore.c:$line"; keys Enter C
+shot 06-stale-write-source 140 45
 
-# 7. Help at the smallest size, and the message below it.
+# 7. Wide: registers, the mixed view (source lines and their instructions)
+#    and the locals side by side.
+start wide 180 48
+keys g; text backup2:38745; keys Enter b; text "kvstore.c:$line"; keys Enter C s
+shot 07-wide-mixed 180 48
+
+# 8. The same stop at the smallest size: locals beside the source.
 start small 80 24
+keys g; text backup2:38745; keys Enter b; text "kvstore.c:$line"; keys Enter C
+shot 08-source-80x24 80 24
+
+# 9. Help at the smallest size, and the message below it.
 keys '?'
-shot 07-help-80x24 80 24
+shot 09-help-80x24 80 24
 tm resize-window -t shot -x 40 -y 10; sleep 0.6
-shot 08-too-small 40 10
+shot 10-too-small 40 10

@@ -1117,10 +1117,11 @@ fn ctrl_c_interrupts_a_long_search() {
     raw.ask(b"qSupported:multiprocess+;swbreak+;hwbreak+");
     raw.ask(b"QStartNoAckMode");
     let before = raw.monitor("when");
-    // A watchpoint never hit: reverse-continue steps through the whole
-    // cluster, checking memory after every instruction (seconds).
+    // A read watchpoint never hit: the execution index knows only writes,
+    // so reverse-continue steps through the whole cluster, decoding every
+    // instruction (seconds).
     raw.ask(b"Hgp1.1");
-    assert_eq!(raw.ask(b"Z2,10,4"), "OK");
+    assert_eq!(raw.ask(b"Z3,10,4"), "OK");
     raw.ask(b"Hc0");
     let started = Instant::now();
     raw.send(b"bc");

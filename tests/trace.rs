@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use vmrr_backend::rng::SeededRng;
-use vmrr_debugger::trace::replay::Trace;
+use vmrr_debugger::trace::Trace;
 
 fn vmrr(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vmrr"))
@@ -101,6 +101,17 @@ fn perturbed_input_is_reported_at_the_right_vm_and_icount() {
     )
     .expect("update");
     drop(conn);
+    // As it is, the edit is damage: the input no longer matches its checksum.
+    let e = replay_error(&dir, EXIT_DAMAGED);
+    assert!(
+        e.contains("index.sqlite") && e.contains("frames handed to the VMs"),
+        "{e}"
+    );
+    // Sealed again (as if the recording had carried that byte), the guest
+    // diverges, and the report names where.
+    vmrr_index::Index::open(&db)
+        .and_then(|mut i| i.seal_checksums())
+        .expect("reseal");
     let o = vmrr(&["replay", dir.to_str().unwrap_or_default(), "--verify"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -257,9 +268,13 @@ fn events_and_sql_queries() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
 
-fn replay_error(dir: &Path) -> String {
+/// Exit status of a damaged trace (never the divergence's 5).
+const EXIT_DAMAGED: i32 = 6;
+
+/// `replay --verify` on `dir` fails with exit status `status`; its message.
+fn replay_error(dir: &Path, status: i32) -> String {
     let o = vmrr(&["replay", dir.to_str().unwrap_or_default(), "--verify"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(status), "{}", text(&o));
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -274,7 +289,7 @@ fn damaged_traces_give_clear_errors() {
         .open(&db)
         .and_then(|f| f.set_len(len / 2))
         .expect("truncate");
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, EXIT_DAMAGED);
     assert!(e.contains("index.sqlite"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -288,14 +303,14 @@ fn damaged_traces_give_clear_errors() {
     }
     pages.sort();
     std::fs::remove_file(&pages[0]).expect("remove page");
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, EXIT_DAMAGED);
     assert!(
         e.contains("memory page is missing") && e.contains("damaged"),
         "{e}"
     );
     copy_dir(&recorded().join("pages"), &dir.join("pages"));
     std::fs::write(&pages[1], b"not zstd").expect("damage page");
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, EXIT_DAMAGED);
     assert!(
         e.contains(&pages[1].display().to_string()) && e.contains("does not decompress"),
         "{e}"
@@ -309,7 +324,7 @@ fn damaged_traces_give_clear_errors() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&image, bytes).expect("write image");
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, EXIT_DAMAGED);
     assert!(
         e.contains("backup1.elf") && e.contains("does not match the one recorded"),
         "{e}"
@@ -323,12 +338,12 @@ fn damaged_traces_give_clear_errors() {
         .expect("update");
     conn.execute_batch("PRAGMA user_version = 99").expect("pragma");
     drop(conn);
-    let e = replay_error(&dir);
+    let e = replay_error(&dir, 2);
     assert!(e.contains("newer vmrr"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 
     // Not a trace at all.
-    let e = replay_error(Path::new("/tmp/definitely-not-a-trace-dir"));
+    let e = replay_error(Path::new("/tmp/definitely-not-a-trace-dir"), 2);
     assert!(e.contains("not a trace directory"), "{e}");
 }
 
@@ -378,4 +393,91 @@ fn killed_recording_replays_to_its_last_checkpoint() {
         trace.end_icount(0)
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Changes to a trace that still parse — an edited checkpoint, deleted or
+/// edited rows — are named as damage (exit status 6), before anything is
+/// shown from them, and never as a divergence of the guest.
+#[test]
+fn tampering_is_named_as_damage_not_divergence() {
+    let sql = |dir: &Path, statement: &str| {
+        let conn = rusqlite::Connection::open(dir.join("index.sqlite")).expect("open index");
+        conn.execute_batch(statement).expect(statement);
+    };
+    // A checkpoint edited but still valid zstd and JSON: RAX's low byte = 0x41.
+    let dir = copy_of("edited-checkpoint");
+    let rel: String = rusqlite::Connection::open(dir.join("index.sqlite"))
+        .and_then(|c| {
+            c.query_row(
+                "SELECT manifest FROM checkpoints WHERE vm = 0 ORDER BY icount DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+        })
+        .expect("last checkpoint");
+    let path = dir.join(&rel);
+    let json = zstd::decode_all(&std::fs::read(&path).expect("read")[..]).expect("zstd");
+    let mut value: serde_json::Value = serde_json::from_slice(&json).expect("json");
+    // kvm_regs is stored as its bytes: byte 0 is the low byte of RAX.
+    value["state"]["vcpu"]["regs"][0] = serde_json::json!(0x41);
+    let packed = zstd::encode_all(&serde_json::to_vec(&value).expect("json")[..], 3).expect("zstd");
+    std::fs::write(&path, packed).expect("write");
+    let e = replay_error(&dir, EXIT_DAMAGED);
+    assert!(
+        e.contains(&rel) && e.contains("changed after it was recorded"),
+        "{e}"
+    );
+    let mut s = vmrr_debugger::session::Session::open(&dir).expect("opens: the damage is in a later file");
+    let end = s.end_icount(0);
+    let err = s.goto(0, end).expect_err("the edited checkpoint is refused");
+    assert!(err.to_string().contains("changed after it was recorded"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Rows replay depends on: deleted or edited, caught when the trace opens.
+    for (name, statement, table) in [
+        ("no-events", "DELETE FROM events", "frames handed to the VMs"),
+        ("no-frames", "DELETE FROM frames", "the frames table"),
+        (
+            "zero-payloads",
+            "UPDATE events SET payload = zeroblob(length(payload)) WHERE kind = 'frame_recv'",
+            "frames handed to the VMs",
+        ),
+        (
+            "state-hash",
+            "UPDATE checkpoints SET state_hash = 'feed' WHERE vm = 1 AND icount > 0",
+            "the checkpoints table",
+        ),
+        (
+            "no-checkpoint",
+            "DELETE FROM checkpoints WHERE vm = 2 AND icount > 0 AND icount < 30000",
+            "the checkpoints table",
+        ),
+    ] {
+        let dir = copy_of(name);
+        sql(&dir, statement);
+        let e = replay_error(&dir, EXIT_DAMAGED);
+        assert!(e.contains("index.sqlite") && e.contains(table), "{name}: {e}");
+        let o = vmrr(&["events", dir.to_str().unwrap_or_default()]);
+        assert_eq!(o.status.code(), Some(EXIT_DAMAGED), "{name}: {}", text(&o));
+        assert!(
+            vmrr_debugger::session::Session::open(&dir).is_err(),
+            "{name}: the TUI and gdb refuse it"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    // Rows replay does not depend on (28 interrupts inside one slice): the
+    // VM replays exactly, so verification names the events table as damaged.
+    let dir = copy_of("interrupts");
+    sql(
+        &dir,
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE vm = 1 AND kind = 'interrupt' \
+         AND icount > 20100 ORDER BY id LIMIT 28)",
+    );
+    let e = replay_error(&dir, EXIT_DAMAGED);
+    assert!(
+        e.contains("the events of VM 'backup1'") && e.contains("events table was edited or damaged"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

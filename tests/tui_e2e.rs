@@ -73,6 +73,11 @@ impl Tmux {
         String::from_utf8_lossy(&self.run(&["capture-pane", "-t", "main", "-p"]).stdout).into_owned()
     }
 
+    /// The screen with its colours (SGR escapes), to tell highlighted rows.
+    fn screen_with_colours(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-t", "main", "-p", "-e"]).stdout).into_owned()
+    }
+
     fn alive(&self) -> bool {
         self.run(&["has-session", "-t", "main"]).status.success()
     }
@@ -123,13 +128,13 @@ fn walkthrough_from_the_stale_read_to_the_late_write() {
     let screen = t.wait_for("primary @ 79176");
     assert!(screen.contains("read-stale = 3"), "{screen}");
     assert!(
-        screen.contains("marker+0x17"),
-        "disassembly with symbols:\n{screen}"
+        screen.contains("Source kit/x86.h:19 outl (inlined in marker)"),
+        "the source of marker(), through the inlined outl():\n{screen}"
     );
     // 2. Frames only, the previous one (backup2's reply), back to its send.
     t.keys(&["Escape", "k", "p", "f"]);
     let screen = t.wait_for("frame #61: its send, backup2 @ 50311");
-    assert!(screen.contains("Registers backup2"), "{screen}");
+    assert!(screen.contains("Locals backup2"), "{screen}");
     assert!(
         screen.contains("read k3 -> 31"),
         "backup2 served the stale value:\n{screen}"
@@ -144,7 +149,7 @@ fn walkthrough_from_the_stale_read_to_the_late_write() {
     t.text("apply = 5");
     t.keys(&["Enter"]);
     let screen = t.wait_for("backup2 @ 38745 ");
-    assert!(screen.contains("vm:backup2 kind:markers"), "{screen}");
+    assert!(screen.contains("v:backup2 k:markers"), "{screen}");
     assert!(screen.contains("apply #9 k3=32"), "{screen}");
     // 4. The frame received just before: the primary's resend of #5.
     t.keys(&["Escape", "K", "p", "f"]);
@@ -172,6 +177,83 @@ fn walkthrough_from_the_stale_read_to_the_late_write() {
         .expect("vmrr sql");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("late #5\t2\t36832"), "{out}");
+}
+
+/// Issue 9 in a real terminal: `L` from backup2:24456 steps backup2 (not
+/// primary), `H` comes back; a broadcast frame asks which receiver; after a
+/// follow the status line and the highlighted event agree.
+#[test]
+fn cluster_step_broadcast_follow_and_highlight() {
+    let t = Tmux::start("moves", 120, 40, &format!("{} tui {}", vmrr(), trace().display()));
+    t.wait_for("Timeline");
+    t.keys(&["g"]);
+    t.text("backup2:24456");
+    t.keys(&["Enter"]);
+    t.wait_for("backup2 @ 24456 ");
+    t.keys(&["L"]);
+    let screen = t.wait_for("cluster step: backup2 @ 24457");
+    assert!(!screen.contains("primary @ 32504"), "{screen}");
+    t.keys(&["H"]);
+    t.wait_for("cluster step: backup2 @ 24456");
+    // The broadcast frame #0: both receivers named, `f` asks, `2` picks backup2.
+    t.keys(&["/"]);
+    t.text("frame #0 →");
+    t.keys(&["Enter", "Escape"]);
+    let screen = t.wait_for("primary @ 11813 ");
+    assert!(screen.contains("frame #0 → backup1, backup2"), "{screen}");
+    t.keys(&["f"]);
+    t.wait_for("press 1 backup1, 2 backup2");
+    t.keys(&["2"]);
+    let screen = t.wait_for("frame #0: its receipt, backup2");
+    assert!(screen.contains("Locals backup2"), "{screen}");
+    // The highlighted row is the receipt the status line names: the
+    // selected row's colours are the only ones with a blue background.
+    let lines = t.screen_with_colours();
+    let selected: Vec<&str> = lines.lines().filter(|l| l.contains("48;2;52;60;110")).collect();
+    assert!(
+        selected
+            .iter()
+            .any(|l| l.contains("backup2") && l.contains("frame #0")),
+        "the selected row is not backup2's receipt of frame #0:\n{}",
+        selected.join("\n")
+    );
+    t.keys(&["q"]);
+}
+
+/// Issue 14 in a real terminal, at 80×24: a breakpoint at the stale
+/// write's `file:line`, reverse-continue, and the source pane shows that
+/// line with the local holding 31.
+#[test]
+fn breakpoint_at_file_line_and_reverse_continue_show_the_stale_write() {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/guests/kvstore/kvstore.c"))
+        .expect("kvstore.c");
+    let line = src
+        .lines()
+        .position(|l| l.trim() == "store[key] = val;")
+        .expect("the store line")
+        + 1;
+    let t = Tmux::start("source", 80, 24, &format!("{} tui {}", vmrr(), trace().display()));
+    t.wait_for("Timeline");
+    t.keys(&["g"]);
+    t.text("backup2:38745");
+    t.keys(&["Enter"]);
+    t.wait_for("backup2 @ 38745 ");
+    t.keys(&["b"]);
+    t.text(&format!("kvstore.c:{line}"));
+    t.keys(&["Enter"]);
+    t.wait_for("1 bp");
+    t.keys(&["C"]);
+    let screen = t.wait_for(&format!("Source kvstore/kvstore.c:{line}"));
+    let marked = screen
+        .lines()
+        .find(|l| l.contains(&format!("▶{line} ")))
+        .unwrap_or_else(|| panic!("line {line} is not marked:\n{screen}"));
+    assert!(marked.contains("store[key] = val;"), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.contains("val = 31")),
+        "the local holding 31:\n{screen}"
+    );
+    t.keys(&["q"]);
 }
 
 /// A free TCP port on localhost (another process could take it before the

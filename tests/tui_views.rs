@@ -138,3 +138,189 @@ fn bookmarks_breakpoints_and_zoom() {
     assert_eq!(app.state.bookmarks.rows.len(), 1);
     insta::assert_snapshot!("bookmarks_zoomed_120x40", draw(&app, 120, 40).backend());
 }
+
+/// The selected row of the events list, as drawn (detail text).
+fn selected_detail(app: &App) -> String {
+    let ev = &app.state.events;
+    ev.selected
+        .and_then(|s| ev.visible.get(s))
+        .and_then(|&i| ev.lines.get(i))
+        .map(|l| l.detail.clone())
+        .unwrap_or_default()
+}
+
+fn message(app: &App) -> String {
+    app.state
+        .message
+        .as_ref()
+        .map(|m| m.text.clone())
+        .unwrap_or_default()
+}
+
+/// Issue 9: `L` from backup2:24456 runs backup2's next instruction (a halted
+/// VM is ordered by when it wakes, not "now"), and `H` undoes it.
+#[test]
+fn cluster_step_from_backup2_and_back() {
+    let mut app = app_on(trace());
+    press(&mut app, KeyCode::Char('g'));
+    typed(&mut app, "backup2:24456");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!((app.state.snapshot.focus, app.state.snapshot.icount), (2, 24456));
+    let before = app.state.snapshot.cursor;
+    press(&mut app, KeyCode::Char('L'));
+    assert_eq!(
+        (app.state.snapshot.focus, app.state.snapshot.icount),
+        (2, 24457),
+        "{}",
+        message(&app)
+    );
+    press(&mut app, KeyCode::Char('H'));
+    assert_eq!((app.state.snapshot.focus, app.state.snapshot.icount), (2, 24456));
+    assert_eq!(app.state.snapshot.cursor, before, "H undoes L");
+}
+
+/// Goes to the send of frame `id` through the search, as a person would.
+fn to_send_of(app: &mut App, id: u64) {
+    typed(app, &format!("/frame #{id} →"));
+    press(app, KeyCode::Enter);
+    press(app, KeyCode::Esc);
+}
+
+/// Issue 9: a broadcast frame names every receiver, `f` asks which one,
+/// and each choice lands on that receiver's receipt.
+#[test]
+fn broadcast_frame_asks_which_receiver() {
+    let mut app = app_on(trace());
+    for (choice, vm) in [('1', 1usize), ('2', 2usize)] {
+        to_send_of(&mut app, 0);
+        assert_eq!(selected_detail(&app), "frame #0 → backup1, backup2");
+        press(&mut app, KeyCode::Char('f'));
+        let asked = message(&app);
+        assert!(asked.contains("1 backup1, 2 backup2"), "{asked}");
+        insta::assert_snapshot!(
+            format!("broadcast_choice_{choice}_80x24"),
+            draw(&app, 80, 24).backend()
+        );
+        press(&mut app, KeyCode::Char(choice));
+        assert_eq!(app.state.snapshot.focus, vm, "{}", message(&app));
+        let on = app
+            .state
+            .events
+            .selected_event()
+            .cloned()
+            .expect("a selected event");
+        assert_eq!(
+            (on.vm as usize, on.value),
+            (vm, Some(0)),
+            "the receipt is selected"
+        );
+        assert_eq!(Some(on.id), app.state.snapshot.cursor_event);
+    }
+}
+
+/// Issue 9: after following a frame the list highlights the event the
+/// status line names (it highlighted the one before it).
+#[test]
+fn followed_frame_is_the_selected_event() {
+    let mut app = app_on(trace());
+    to_send_of(&mut app, 49);
+    press(&mut app, KeyCode::Char('f'));
+    let said = message(&app);
+    assert!(said.starts_with("frame #49: its receipt"), "{said}");
+    let on = app
+        .state
+        .events
+        .selected_event()
+        .cloned()
+        .expect("a selected event");
+    assert_eq!(on.value, Some(49), "{said}");
+    assert_eq!(Some(on.id), app.state.snapshot.cursor_event);
+    // And back to the send: the send is selected.
+    press(&mut app, KeyCode::Char('f'));
+    let on = app
+        .state
+        .events
+        .selected_event()
+        .cloned()
+        .expect("a selected event");
+    assert_eq!((on.value, on.kind), (Some(49), vmrr_index::EventKind::FrameSent));
+}
+
+/// The line of the stale write in kv_apply (`store[key] = val;`).
+fn stale_write_line() -> usize {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/guests/kvstore/kvstore.c"))
+        .expect("kvstore.c");
+    src.lines()
+        .position(|l| l.trim() == "store[key] = val;")
+        .expect("the store line")
+        + 1
+}
+
+/// From backup2's `apply = 5` back to the write of #5: `b kvstore.c:N`, `C`.
+fn to_stale_write(app: &mut App) {
+    press(app, KeyCode::Char('g'));
+    typed(app, "backup2:38745");
+    press(app, KeyCode::Enter);
+    press(app, KeyCode::Char('b'));
+    typed(app, &format!("kvstore.c:{}", stale_write_line()));
+    press(app, KeyCode::Enter);
+    press(app, KeyCode::Char('C'));
+}
+
+const SIZES: [(u16, u16); 3] = [(80, 24), (120, 40), (200, 60)];
+
+/// Issue 14: the source pane at the stale write, its line marked, and the
+/// locals with val = 31; at every size.
+#[test]
+fn source_and_locals_at_the_stale_write() {
+    let mut app = app_on(trace());
+    to_stale_write(&mut app);
+    let msg = message(&app);
+    assert!(msg.starts_with("breakpoint at kvstore.c:"), "{msg}");
+    let src = app.state.snapshot.source.clone().expect("a source view");
+    assert_eq!(src.current as usize, stale_write_line());
+    let top = app.state.snapshot.stack.first().cloned().expect("a stack");
+    let val = top.vars.iter().find(|v| v.name == "val").expect("val");
+    assert_eq!(val.value, "31");
+    for (w, h) in SIZES {
+        insta::assert_snapshot!(format!("source_{w}x{h}"), draw(&app, w, h).backend());
+    }
+    // Mixed, then disassembly (with the registers beside it when narrow).
+    press(&mut app, KeyCode::Char('s'));
+    insta::assert_snapshot!("mixed_120x40", draw(&app, 120, 40).backend());
+    press(&mut app, KeyCode::Char('s'));
+    insta::assert_snapshot!("disassembly_80x24", draw(&app, 80, 24).backend());
+}
+
+/// Issue 14: the payload of the resent WRITE #5 (frame #49), decoded.
+#[test]
+fn payload_of_the_resent_write() {
+    let mut app = app_on(trace());
+    to_send_of(&mut app, 49);
+    press(&mut app, KeyCode::Char('t'));
+    let p = app.state.payload.clone().expect("a payload");
+    assert_eq!(p.frame, 49);
+    assert!(!p.bytes.is_empty(), "{p:?}");
+    let hint = vmrr_tui::widgets::status::hint(&app.state);
+    assert!(hint.starts_with("f: follow frame #49 to backup2"), "{hint}");
+    for (w, h) in SIZES {
+        insta::assert_snapshot!(format!("payload_{w}x{h}"), draw(&app, w, h).backend());
+    }
+}
+
+/// Issue 14: the partition as a band on backup2's lane, the legend naming
+/// it, interrupts shown on request.
+#[test]
+fn legend_and_partition_band() {
+    let mut app = app_on(trace());
+    press(&mut app, KeyCode::Char('g'));
+    typed(&mut app, "100ms");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('+'));
+    for (w, h) in SIZES {
+        insta::assert_snapshot!(format!("legend_{w}x{h}"), draw(&app, w, h).backend());
+    }
+    press(&mut app, KeyCode::Char('i'));
+    assert!(app.state.timeline.show_interrupts);
+    insta::assert_snapshot!("legend_irq_120x40", draw(&app, 120, 40).backend());
+}

@@ -50,7 +50,16 @@ pub struct Peeked {
 
 /// Decodes the instruction in `bytes` (read at `rip`) for the given code size.
 pub fn peek(bytes: &[u8], rip: u64, bitness: u32) -> Peeked {
-    let instr = decode(bytes, rip, bitness);
+    classify(&instruction(bytes, rip, bitness))
+}
+
+/// The instruction in `bytes` (read at `rip`), decoded; invalid if it is not one.
+pub fn instruction(bytes: &[u8], rip: u64, bitness: u32) -> Instruction {
+    decode(bytes, rip, bitness)
+}
+
+/// What a decoded instruction is, as far as the engine cares.
+pub fn classify(instr: &Instruction) -> Peeked {
     let kind = match instr.mnemonic() {
         Mnemonic::Hlt => NextInstr::Hlt,
         Mnemonic::Sti => NextInstr::Sti,

@@ -287,6 +287,19 @@ impl SubRegister {
     }
 }
 
+/// The value an address computation reads from `reg`: any width of a
+/// general register or RIP, and the segment bases (only FS and GS have one
+/// in long mode; the others count as 0). `None` for registers that never
+/// form an address.
+pub fn address_register(regs: &kvm_regs, sregs: &kvm_bindings::kvm_sregs, reg: Register) -> Option<u64> {
+    match reg {
+        Register::FS => Some(sregs.fs.base),
+        Register::GS => Some(sregs.gs.base),
+        Register::ES | Register::CS | Register::SS | Register::DS | Register::None => Some(0),
+        r => SubRegister::from_iced(r).map(|s| s.read(regs)),
+    }
+}
+
 /// The values of all general registers, in table order ([`Gpr::ALL`]):
 /// plain data a view can keep, compare and draw without depending on
 /// kvm-bindings. Index it with a [`Gpr`].

@@ -5,6 +5,8 @@
 
 pub mod cluster;
 pub mod describe;
+pub mod dwarf;
+pub mod names;
 pub mod session;
 pub mod symbols;
 pub mod trace;

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 use crate::trace::TraceError;
 
 /// What a symbol names.

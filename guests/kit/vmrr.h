@@ -156,6 +156,18 @@ size_t strlen(const char *s);
 int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
 
+/* ---- optional kit objects, linked only where used (KIT_OPT_SRCS) ---- */
+
+int atoi(const char *s);                  /* kit/stdlib.c: for lwIP */
+
+/*
+ * kit/random.c: 32 random bits from `rdrand`.  Under vmrr the instruction
+ * is answered from a generator seeded by the cluster's seed, so runs and
+ * replays see the same numbers; under QEMU the CPU model needs +rdrand
+ * (run-qemu*.sh pass it).
+ */
+uint32_t kit_rand32(void);
+
 /* ==== networking (kit/mmio.c, kit/virtio_net.c, kit/net.c) ============
  *
  * A virtio-net device on the virtio-mmio transport, modern (version 2)

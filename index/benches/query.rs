@@ -62,6 +62,7 @@ fn synthesize() -> Trace {
                     vtime_ns: next_cp.min(vtime),
                     state_hash: format!("{:016x}", rng.next_u64()),
                     manifest: format!("cp-{vm}-{cp_icount}.manifest"),
+                    file_hash: None,
                 });
                 next_cp += CHECKPOINT_EVERY_NS;
             }

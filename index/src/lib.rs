@@ -26,8 +26,11 @@
 #![warn(missing_docs)]
 
 mod bookmarks;
+mod checksum;
 mod error;
+mod exec;
 mod index;
+mod kinds;
 mod pos;
 mod query;
 mod rows;
@@ -36,7 +39,9 @@ mod sql;
 mod time;
 mod write;
 
+pub use bookmarks::MAX_BOOKMARK_NAME_CHARS;
 pub use error::{IndexError, Result};
+pub use exec::ExecSliceRow;
 pub use index::{Index, DEFAULT_BATCH_ROWS};
 pub use pos::{Pos, Position};
 pub use rows::{

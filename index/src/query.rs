@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use rusqlite::{OptionalExtension, Row};
 
 use crate::error::{IndexError, Result, SqlContext};
+use crate::kinds::known_kinds;
 use crate::pos::Position;
 use crate::rows::{
     CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, VmId, VmRow,
@@ -17,9 +18,10 @@ use crate::Index;
 
 /// Columns read by [`event_from_row`], in order.
 pub(crate) const EVENT_COLS: &str = "id, vm, icount, vtime_ns, kind, value, payload, text";
-const FRAME_COLS: &str = "id, src, dst, len, sent_icount, sent_vtime_ns, arrival_ns, recv_icount, \
+pub(crate) const FRAME_COLS: &str =
+    "id, src, dst, len, sent_icount, sent_vtime_ns, arrival_ns, recv_icount, \
                           recv_vtime_ns, fate, payload";
-const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest";
+const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest, file_hash";
 const VM_COLS: &str = "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \
                        final_vtime_ns, stop";
 
@@ -64,7 +66,7 @@ pub(crate) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
     })
 }
 
-fn frame_from_row(r: &Row<'_>) -> rusqlite::Result<FrameRow> {
+pub(crate) fn frame_from_row(r: &Row<'_>) -> rusqlite::Result<FrameRow> {
     Ok(FrameRow {
         id: get_u64(r, 0)?,
         src: r.get(1)?,
@@ -87,6 +89,7 @@ fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<CheckpointRow> {
         vtime_ns: get_u64(r, 2)?,
         state_hash: r.get(3)?,
         manifest: r.get(4)?,
+        file_hash: r.get(5)?,
     })
 }
 
@@ -119,9 +122,12 @@ fn filter_sql(filter: &EventFilter) -> String {
         let list: Vec<String> = vms.iter().map(|v| v.to_string()).collect();
         let _ = write!(sql, " AND vm IN ({})", list.join(", "));
     }
-    if let Some(kinds) = &filter.kinds {
-        let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
-        let _ = write!(sql, " AND kind IN ({})", list.join(", "));
+    match &filter.kinds {
+        Some(kinds) => {
+            let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+            let _ = write!(sql, " AND kind IN ({})", list.join(", "));
+        }
+        None => sql += known_kinds(),
     }
     sql
 }
@@ -166,10 +172,10 @@ fn lanes(vms: Option<&[VmId]>, kinds: Option<&[EventKind]>) -> Vec<(&'static str
             vms.sort_unstable();
             vms.dedup();
             vms.iter()
-                .map(|v| ("events_vm_vtime", format!("vm = {v}")))
+                .map(|v| ("events_vm_vtime", format!("vm = {v}{}", known_kinds())))
                 .collect()
         }
-        (None, None) => vec![("events_vtime", "1".to_string())],
+        (None, None) => vec![("events_vtime", format!("1{}", known_kinds()))],
     }
 }
 
@@ -198,7 +204,7 @@ impl Index {
         let Ok(id) = i64::try_from(id) else {
             return Ok(None);
         };
-        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1");
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1{}", known_kinds());
         Ok(self.query_events(&sql, [id], "reading an event")?.pop())
     }
 
@@ -216,8 +222,9 @@ impl Index {
         let what = "reading events around a position";
         let mut events = self.query_events(
             &format!(
-                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount < ?2 \
-                 ORDER BY icount DESC, id DESC LIMIT ?3"
+                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount < ?2{} \
+                 ORDER BY icount DESC, id DESC LIMIT ?3",
+                known_kinds()
             ),
             (vm, icount, limit(before)),
             what,
@@ -225,8 +232,9 @@ impl Index {
         events.reverse();
         events.extend(self.query_events(
             &format!(
-                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount >= ?2 \
-                 ORDER BY icount, id LIMIT ?3"
+                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount >= ?2{} \
+                 ORDER BY icount, id LIMIT ?3",
+                known_kinds()
             ),
             (vm, icount, limit(after)),
             what,
@@ -246,6 +254,32 @@ impl Index {
         );
         let found = self.query_events(&sql, (vm, icount), "finding a wake")?;
         Ok(found.first().map(|e| e.vtime_ns))
+    }
+
+    /// The first event of `kind` that `vm` has at `icount`.
+    pub fn event_at(&self, vm: VmId, icount: u64, kind: EventKind) -> Result<Option<EventRow>> {
+        let Ok(icount) = i64::try_from(icount) else {
+            return Ok(None);
+        };
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events INDEXED BY events_vm_icount \
+             WHERE vm = ?1 AND icount = ?2 AND kind = ?3 ORDER BY id LIMIT 1"
+        );
+        Ok(self
+            .query_events(&sql, (vm, icount, kind.as_str()), "finding an event")?
+            .pop())
+    }
+
+    /// The events of `vm` whose ids lie strictly between `after` and
+    /// `before`, in id (recording) order.
+    pub fn events_of_vm_between_ids(&self, vm: VmId, after: u64, before: u64) -> Result<Vec<EventRow>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE id > ?1 AND id < ?2 AND vm = ?3{} ORDER BY id",
+            known_kinds()
+        );
+        self.query_events(&sql, (after, before, vm), "reading a slice's events")
     }
 
     /// The `frame_sent` or `frame_recv` event of frame `frame` at

@@ -316,6 +316,9 @@ pub struct CheckpointRow {
     pub state_hash: String,
     /// Name of the checkpoint's manifest in the page store (opaque here).
     pub manifest: String,
+    /// blake3 of the manifest file, checked whenever it is read (`None` for
+    /// checkpoints recorded before schema 2).
+    pub file_hash: Option<String>,
 }
 
 /// One row of `vms`: a VM of the cluster and how its recording ended.

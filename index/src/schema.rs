@@ -3,7 +3,7 @@
 
 /// The schema version this build writes, and the newest it reads. Stored in
 /// `meta.schema_version` and in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// `PRAGMA application_id` of a vmrr index: the ASCII bytes "vmrr".
 pub const APPLICATION_ID: i64 = 0x766d_7272;
@@ -12,7 +12,15 @@ pub const APPLICATION_ID: i64 = 0x766d_7272;
 pub const INDEX_FILE_NAME: &str = "index.sqlite";
 
 /// The tables every index of this schema has (checked on open).
-pub(crate) const TABLES: [&str; 6] = ["meta", "vms", "events", "frames", "checkpoints", "bookmarks"];
+pub(crate) const TABLES: [&str; 7] = [
+    "meta",
+    "vms",
+    "events",
+    "frames",
+    "checkpoints",
+    "bookmarks",
+    "exec_slices",
+];
 
 /// The indexes the queries name (`INDEXED BY`), checked on open.
 pub(crate) const INDEXES: [&str; 4] = [
@@ -22,8 +30,9 @@ pub(crate) const INDEXES: [&str; 4] = [
     "events_kind",
 ];
 
-/// Schema version 1 (tables and indexes), as run by `Index::create` inside
-/// one transaction.
+/// Schema version 1 (tables and indexes). `Index::create` runs it and then
+/// every migration, inside one transaction, so a new index and a migrated
+/// one are the same.
 ///
 /// * `events` keeps `kind` as free text so that future kinds need no schema
 ///   change; `value` is a 64-bit pattern (see `rows.rs`).
@@ -110,9 +119,28 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// Every migration, oldest first. Version 1 is the first schema, so there is
-/// none yet; a schema 2 adds `Migration { from: 1, sql: "ALTER TABLE ..." }`.
-pub(crate) const MIGRATIONS: &[Migration] = &[];
+/// Schema 2: the execution index (`exec_slices`: per VM and checkpoint
+/// slice, the instruction addresses run and the 8-byte words of memory
+/// written, as packed sets), and each checkpoint file's hash (`checkpoints.file_hash`, NULL for
+/// checkpoints recorded before it).
+pub const SCHEMA_V2: &str = "
+CREATE TABLE exec_slices(
+    vm         INTEGER NOT NULL,
+    icount     INTEGER NOT NULL,
+    end_icount INTEGER NOT NULL,
+    addrs      BLOB NOT NULL,
+    words      BLOB NOT NULL,
+    pages      BLOB NOT NULL,
+    PRIMARY KEY (vm, icount)
+) WITHOUT ROWID;
+ALTER TABLE checkpoints ADD COLUMN file_hash TEXT;
+";
+
+/// Every migration, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
+    from: 1,
+    sql: SCHEMA_V2,
+}];
 
 /// The migrations that take `from` up to [`SCHEMA_VERSION`], in order, or the
 /// first version that has no way forward.
@@ -136,6 +164,11 @@ mod tests {
     #[test]
     fn current_version_needs_no_migration() {
         assert!(matches!(migration_path(SCHEMA_VERSION), Ok(p) if p.is_empty()));
+    }
+
+    #[test]
+    fn version_one_migrates_in_one_step() {
+        assert!(matches!(migration_path(1), Ok(p) if p.len() == 1 && p[0].from == 1));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::Path;
 use rusqlite::params;
 
 use crate::error::{IndexError, Result, SqlContext};
+use crate::exec::ExecSliceRow;
 use crate::rows::{CheckpointRow, EventRow, FrameRow, VmRow};
 use crate::Index;
 
@@ -17,11 +18,17 @@ pub(crate) struct Pending {
     checkpoints: Vec<CheckpointRow>,
     vms: Vec<VmRow>,
     meta: Vec<(String, String)>,
+    pub(crate) exec: Vec<ExecSliceRow>,
 }
 
 impl Pending {
     pub(crate) fn len(&self) -> usize {
-        self.events.len() + self.frames.len() + self.checkpoints.len() + self.vms.len() + self.meta.len()
+        self.events.len()
+            + self.frames.len()
+            + self.checkpoints.len()
+            + self.vms.len()
+            + self.meta.len()
+            + self.exec.len()
     }
 }
 
@@ -68,6 +75,9 @@ impl Index {
         int(p, "event id", id)?;
         let mut row = event.clone();
         row.id = id;
+        if let Some(c) = &mut self.checksums {
+            c.event(&row);
+        }
         self.pending.events.push(row);
         self.next_event_id += 1;
         self.auto_flush()?;
@@ -85,6 +95,9 @@ impl Index {
         int(p, "frame arrival_ns", frame.arrival_ns)?;
         opt_int(p, "frame recv_icount", frame.recv_icount)?;
         opt_int(p, "frame recv_vtime_ns", frame.recv_vtime_ns)?;
+        if let Some(c) = &mut self.checksums {
+            c.frame(frame);
+        }
         self.pending.frames.push(frame.clone());
         self.auto_flush()
     }
@@ -94,6 +107,9 @@ impl Index {
         self.require_writable("add checkpoints")?;
         int(&self.path, "checkpoint icount", checkpoint.icount)?;
         int(&self.path, "checkpoint vtime_ns", checkpoint.vtime_ns)?;
+        if let Some(c) = &mut self.checksums {
+            c.checkpoint(checkpoint);
+        }
         self.pending.checkpoints.push(checkpoint.clone());
         self.auto_flush()
     }
@@ -108,6 +124,9 @@ impl Index {
         int(p, "VM instr_per_us", vm.instr_per_us)?;
         opt_int(p, "VM final_icount", vm.final_icount)?;
         opt_int(p, "VM final_vtime_ns", vm.final_vtime_ns)?;
+        if let Some(c) = &mut self.checksums {
+            c.vm(vm);
+        }
         self.pending.vms.push(vm.clone());
         self.auto_flush()
     }
@@ -136,6 +155,14 @@ impl Index {
             return Ok(());
         }
         self.require_writable("flush")?;
+        // The checksums go with the rows they cover, in one transaction.
+        if let Some(c) = &self.checksums {
+            let meta = c.meta();
+            self.pending
+                .meta
+                .retain(|(k, _)| !meta.iter().any(|(m, _)| m == k));
+            self.pending.meta.extend(meta);
+        }
         let path = self.path.clone();
         let p = path.as_path();
         let what = "writing a batch of rows";
@@ -191,8 +218,8 @@ impl Index {
             if !pending.checkpoints.is_empty() {
                 let mut stmt = tx
                     .prepare_cached(
-                        "INSERT OR REPLACE INTO checkpoints(vm, icount, vtime_ns, state_hash, manifest) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT OR REPLACE INTO checkpoints(vm, icount, vtime_ns, state_hash, manifest, \
+                         file_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )
                     .ctx(p, what)?;
                 for c in &pending.checkpoints {
@@ -201,7 +228,8 @@ impl Index {
                         c.icount as i64,
                         c.vtime_ns as i64,
                         c.state_hash,
-                        c.manifest
+                        c.manifest,
+                        c.file_hash
                     ])
                     .ctx(p, "writing a checkpoint")?;
                 }
@@ -230,6 +258,9 @@ impl Index {
                     ])
                     .ctx(p, "writing a VM")?;
                 }
+            }
+            if !pending.exec.is_empty() {
+                self.write_exec_slices(&tx, &pending.exec)?;
             }
             if !pending.meta.is_empty() {
                 let mut stmt = tx

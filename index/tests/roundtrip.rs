@@ -21,7 +21,10 @@ fn every_row_type_round_trips() {
     let index = Index::open_read_only(&path).expect("reopen");
     assert!(index.is_read_only());
     assert_eq!(index.schema_version().unwrap(), SCHEMA_VERSION);
-    assert_eq!(index.meta("schema_version").unwrap().as_deref(), Some("1"));
+    assert_eq!(
+        index.meta("schema_version").unwrap(),
+        Some(SCHEMA_VERSION.to_string())
+    );
     assert_eq!(index.meta("cluster").unwrap().as_deref(), Some("pingpong"));
     assert_eq!(index.meta("seed").unwrap().as_deref(), Some("42"));
     assert_eq!(index.meta("nothing").unwrap(), None);
@@ -303,4 +306,43 @@ fn a_killed_recorder_keeps_what_was_flushed() {
     let index = Index::open(&path).unwrap();
     assert_eq!(index.stats().unwrap().events, 2000);
     assert_eq!(index.event(2000).unwrap().unwrap().icount, 1999);
+}
+
+/// A schema-1 index (recorded before the execution index) is migrated when
+/// opened for writing: the new table and column appear, old rows stay.
+#[test]
+fn schema_1_migrates_to_the_execution_index() {
+    let s = Scratch::new("migrate");
+    let path = s.index_path();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(vmrr_index::schema::SCHEMA_V1).unwrap();
+        conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')", [])
+            .unwrap();
+        conn.execute(
+            "INSERT INTO checkpoints(vm, icount, vtime_ns, state_hash, manifest) VALUES (0, 0, 0, 'h', 'm')",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "application_id", 0x766d_7272).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let err = Index::open_read_only(&path).unwrap_err();
+    assert!(matches!(err, IndexError::OldSchema { version: 1, .. }), "{err}");
+    let mut index = Index::open(&path).unwrap();
+    assert_eq!(index.schema_version().unwrap(), SCHEMA_VERSION);
+    let cps = index.checkpoints(0).unwrap();
+    assert_eq!((cps.len(), cps[0].file_hash.clone()), (1, None));
+    assert!(index.exec_slices(0).unwrap().is_empty());
+    let row = vmrr_index::ExecSliceRow {
+        vm: 0,
+        icount: 0,
+        end_icount: 100,
+        addrs: vec![0x100000, 0x100003],
+        words: vec![7],
+        pages: vec![],
+    };
+    index.add_exec_slice(&row).unwrap();
+    index.flush().unwrap();
+    assert_eq!(index.exec_slices(0).unwrap(), vec![row]);
 }

@@ -32,7 +32,7 @@ fn reads_work_and_render() {
     let (_, rows) = index.query_read_only("PRAGMA table_info(events)").unwrap();
     assert_eq!(rows.len(), 8);
     let (_, rows) = index.query_read_only("pragma user_version").unwrap();
-    assert_eq!(rows, vec![vec![SqlValue::Integer(1)]]);
+    assert_eq!(rows, vec![vec![SqlValue::Integer(vmrr_index::SCHEMA_VERSION)]]);
     let (_, rows) = index
         .query_read_only("WITH k AS (SELECT kind FROM events) SELECT count(*) FROM k;")
         .unwrap();
@@ -99,7 +99,7 @@ fn writes_are_refused() {
     let index = Index::open_read_only(&path).unwrap();
     let stats = index.stats().unwrap();
     assert_eq!((stats.events, stats.bookmarks), (21, 0));
-    assert_eq!(index.schema_version().unwrap(), 1);
+    assert_eq!(index.schema_version().unwrap(), vmrr_index::SCHEMA_VERSION);
     assert!(index.query_read_only("SELECT count(*) FROM events").is_ok());
 }
 

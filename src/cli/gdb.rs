@@ -6,6 +6,7 @@
 //! user), never into the trace: a trace may be read-only, and stays as
 //! recorded.
 
+use super::CliError;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -75,8 +76,9 @@ fn settings_file() -> Result<PathBuf, String> {
 /// Opens the trace standing at `at`, with `vm` as the focus. The VM is the
 /// focus before the move too, so that the moments that name no VM (`end`,
 /// a bare icount) are that VM's.
-fn open_at(trace: &Path, at: Option<&str>, vm: Option<&str>) -> Result<Session, String> {
-    let mut session = Session::open(trace).map_err(|e| e.to_string())?;
+fn open_at(trace: &Path, at: Option<&str>, vm: Option<&str>) -> Result<Session, CliError> {
+    // A damaged trace gets its own exit status.
+    let mut session = Session::open(trace).map_err(|e| CliError::of(&e))?;
     let vm = match vm {
         Some(name) => Some(session.vm_by_name(name).map_err(|e| format!("--vm: {e}"))?),
         None => None,
@@ -120,7 +122,7 @@ fn standing(session: &mut Session) -> String {
 }
 
 /// `vmrr gdb`: serves until killed; one gdb at a time.
-pub fn run(args: &GdbArgs) -> Result<ExitCode, String> {
+pub fn run(args: &GdbArgs) -> Result<ExitCode, CliError> {
     let mut session = open_at(&args.trace, args.at.as_deref(), args.vm.as_deref())?;
     let listener = TcpListener::bind((args.listen, args.port))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.listen, args.port))?;
@@ -152,7 +154,7 @@ pub fn run(args: &GdbArgs) -> Result<ExitCode, String> {
 
 /// `vmrr replay TRACE`: serves the trace on a free local port and runs gdb
 /// on it in this terminal; ends when gdb does, with gdb's exit status.
-pub fn replay(args: &ReplayArgs) -> Result<ExitCode, String> {
+pub fn replay(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     let mut session = open_at(&args.trace, args.at.as_deref(), args.vm.as_deref())?;
     if let Some(jobs) = args.jobs {
         session.set_jobs(jobs);

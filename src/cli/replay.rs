@@ -2,11 +2,12 @@
 //! checkpoints and inputs and compare the state at every checkpoint; without,
 //! open the trace in gdb (`super::gdb::replay`), as `rr replay` does.
 
+use super::CliError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use vmrr_debugger::trace::replay::Trace;
+use vmrr_debugger::trace::Trace;
 
 /// Arguments of `vmrr replay`.
 #[derive(Debug, clap::Args)]
@@ -17,8 +18,9 @@ pub struct ReplayArgs {
     /// first (by name or number from 1; default: the VM of the --at moment).
     #[arg(long)]
     pub vm: Option<String>,
-    /// Threads replaying checkpoint slices in parallel (default: one per core).
-    #[arg(long)]
+    /// Threads replaying checkpoint slices in parallel, 1 to 1024 (default:
+    /// one per core).
+    #[arg(long, value_parser = super::parse_jobs)]
     pub jobs: Option<usize>,
     /// Compare the state hash at every checkpoint and report the first divergence.
     #[arg(long)]
@@ -38,11 +40,11 @@ pub struct ReplayArgs {
 pub const EXIT_DIVERGED: u8 = 5;
 
 /// Replays and reports.
-pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
+pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
     if !args.verify {
         return super::gdb::replay(args);
     }
-    let trace = Trace::open(&args.trace, false).map_err(|e| e.to_string())?;
+    let trace = Trace::open(&args.trace, false).map_err(|e| CliError::of(&e))?;
     if !trace.is_complete() {
         eprintln!("vmrr: note: this recording did not finish; replaying up to its last checkpoint");
     }
@@ -54,7 +56,7 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     let started = Instant::now();
-    let results = trace.verify(&vms, jobs, &|_| {}).map_err(|e| e.to_string())?;
+    let results = trace.verify(&vms, jobs, &|_| {}).map_err(|e| CliError::of(&e))?;
     let secs = started.elapsed().as_secs_f64();
     let steps: u64 = results.iter().map(|r| r.steps).sum();
     let first = results
@@ -79,9 +81,18 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         );
     }
     eprintln!(
-        "vmrr: {steps} steps in {secs:.2} s on {jobs} threads ({:.0} steps/s)",
+        "vmrr: {steps} steps in {secs:.2} s on {} threads ({:.0} steps/s)",
+        // verify() starts no more threads than there are slices.
+        jobs.min(results.len()).max(1),
         steps as f64 / secs.max(1e-9)
     );
+    // A damaged index is damage, whatever else happened.
+    if let Some(damage) = results.iter().find_map(|r| r.damage.as_ref()) {
+        return Err(CliError {
+            text: format!("{damage}. The trace is damaged: record it again"),
+            exit: super::EXIT_DAMAGED,
+        });
+    }
     match first {
         Some(d) => {
             eprintln!("vmrr: {d}");
@@ -89,7 +100,9 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, String> {
         }
         None => {
             if args.verify {
-                eprintln!("vmrr: verified: every checkpoint's state hash matches the recording");
+                eprintln!(
+                    "vmrr: verified: every checkpoint's state, every event and every frame matches the recording"
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,5 +1,6 @@
 //! `vmrr run IMAGE`: one VM, console to stdout, a summary line to stderr.
 
+use super::CliError;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use super::{RunArgs, EXIT_GUEST_FAILED, EXIT_GUEST_STUCK};
 const CHUNK_STEPS: u64 = 20_000;
 
 /// Runs one guest to completion or to `--max-steps`.
-pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
+pub fn run(args: &RunArgs) -> Result<ExitCode, CliError> {
     let config = VmConfig {
         mem_bytes: args.mem,
         cmdline: args.cmdline.clone(),
@@ -40,7 +41,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode, String> {
         match result {
             Ok(Stop::Limit) if vm.icount() < args.max_steps => continue,
             Ok(stop) => break stop,
-            Err(e) => return Err(format!("{e}\n(after {} steps)", vm.icount())),
+            Err(e) => return Err(format!("{e}\n(after {} steps)", vm.icount()).into()),
         }
     };
     if last_byte != b'\n' {

@@ -1,6 +1,7 @@
 //! `vmrr run cluster.toml`: every VM's console, merged in virtual-time order
 //! and prefixed with the VM's name and time, then a summary per VM.
 
+use super::CliError;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,17 +34,14 @@ fn format_ms(ns: u64) -> String {
 }
 
 /// Runs the cluster described by `path`.
-pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, String> {
+pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, CliError> {
     let config = ClusterConfig::load(path).map_err(|e| e.to_string())?;
     let names: Vec<String> = config.vms.iter().map(|v| v.name.clone()).collect();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
     let options = ClusterOptions {
         jobs: args.jobs.unwrap_or(ClusterOptions::default().jobs),
         max_steps: args.max_steps,
-        max_vtime_ns: args
-            .max_vtime_ms
-            .map(|ms| ms.saturating_mul(1_000_000))
-            .unwrap_or(u64::MAX),
+        max_vtime_ns: args.max_vtime_ns.unwrap_or(u64::MAX),
         host_jitter: args.host_jitter,
     };
     let mut cluster = Cluster::new(config, options).map_err(|e| e.to_string())?;
@@ -92,13 +90,10 @@ pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, String> {
         );
     }
     let frames = cluster.frames();
-    let delivered = frames
-        .iter()
-        .filter(|f| matches!(f.fate, FrameFate::Received { .. }))
-        .count();
+    let delivered = frames.iter().filter(|f| f.fate == FrameFate::Received).count();
     let lost = frames
         .iter()
-        .filter(|f| !matches!(f.fate, FrameFate::Received { .. } | FrameFate::InFlight))
+        .filter(|f| !matches!(f.fate, FrameFate::Received | FrameFate::InFlight))
         .count();
     let how = match &stop {
         ClusterStop::AllStopped => "every VM stopped".to_string(),

@@ -23,6 +23,29 @@ pub fn axis_time(ns: u64, span: u64) -> String {
 }
 
 pub use vmrr_debugger::describe::{event_detail, kind_label as kind, span};
+use vmrr_debugger::dwarf::Program;
+
+/// A virtual time for a list column: `138.139451` (ms, no unit), the
+/// same digits as [`vtime`].
+pub fn vtime_column(ns: u64) -> String {
+    vtime(ns).trim_end_matches(" ms").to_string()
+}
+
+/// A code address for people: `kvstore.c:369 (kv_apply+0x6)`, or
+/// `kv_apply+0x6` without debugging information, or the address.
+pub fn code_place(program: &Program, addr: u64) -> String {
+    let sym = program.symbols().describe(addr);
+    let line = program.line_at(addr).map(|l| {
+        let file = l.file_name.rsplit('/').next().unwrap_or_default().to_string();
+        format!("{file}:{}", l.line)
+    });
+    match (line, sym) {
+        (Some(l), Some(s)) => format!("{l} ({s})"),
+        (Some(l), None) => l,
+        (None, Some(s)) => s,
+        (None, None) => format!("{addr:#x}"),
+    }
+}
 
 #[cfg(test)]
 mod tests {

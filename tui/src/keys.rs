@@ -1,95 +1,445 @@
-//! The key map, as shown by the help overlay (`?`). The handling itself is
-//! in [`App::on_key`](crate::app::App::on_key); keep the two in step.
+//! The key map: one table of (keys, action, help text) that drives both the
+//! key handling ([`action_for`], used by [`App::on_key`](crate::app::App::on_key))
+//! and the help overlay (`?`). A key that is not in [`KEYMAP`] does nothing,
+//! and every key the overlay lists does what it says.
+//!
+//! Reserved for the Session's coming `Move::Next` / `Move::Finish` (step
+//! over a call, run to the caller): `o` and `u`. They are left unbound here
+//! until the moves exist.
 
-/// One help entry: the keys and what they do.
-pub struct KeyHelp {
-    /// The keys, as written on the keyboard.
-    pub keys: &'static str,
-    /// What they do.
-    pub action: &'static str,
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+/// What a key does. The [`App`](crate::app::App) carries it out; moves of
+/// the cursor become [`Move`](vmrr_debugger::session::Move)s for the Session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Quit.
+    Quit,
+    /// Show the help overlay.
+    Help,
+    /// Cancel a running search, clear the search, or clear the message.
+    Escape,
+    /// Step the focus VM back.
+    StepBack,
+    /// Step the focus VM forward.
+    StepForward,
+    /// Step the cluster back.
+    ClusterBack,
+    /// Step the cluster forward.
+    ClusterForward,
+    /// The previous event of the list.
+    PrevEvent,
+    /// The next event of the list.
+    NextEvent,
+    /// Follow the selected frame to its other end.
+    Follow,
+    /// Continue (focus VM).
+    Continue,
+    /// Reverse-continue (focus VM).
+    ReverseContinue,
+    /// Ask for a breakpoint location.
+    Breakpoint,
+    /// Ask for a watchpoint expression.
+    Watchpoint,
+    /// Ask for a moment to go to.
+    Goto,
+    /// Ask for a bookmark name.
+    AddBookmark,
+    /// Show bookmarks / events.
+    ToggleList,
+    /// Go to the selected item.
+    Enter,
+    /// Rename the selected bookmark.
+    RenameBookmark,
+    /// Delete the selected bookmark.
+    DeleteBookmark,
+    /// The next focus VM.
+    FocusNext,
+    /// The previous focus VM.
+    FocusPrev,
+    /// The focus VM named by the digit typed.
+    FocusDigit,
+    /// Selection up one row.
+    Up,
+    /// Selection down one row.
+    Down,
+    /// Selection up a page.
+    PageUp,
+    /// Selection down a page.
+    PageDown,
+    /// First row.
+    Home,
+    /// Last row.
+    End,
+    /// Incremental search of the events.
+    Search,
+    /// Cycle the events' VM filter.
+    FilterVm,
+    /// Next kind filter.
+    KindNext,
+    /// Previous kind filter.
+    KindPrev,
+    /// Zoom the timeline in.
+    ZoomIn,
+    /// Zoom the timeline out.
+    ZoomOut,
+    /// Show the whole trace on the timeline.
+    ZoomAll,
+    /// Scroll the timeline back.
+    ScrollBack,
+    /// Scroll the timeline forward.
+    ScrollForward,
+    /// Show or hide interrupts on the timeline.
+    ToggleInterrupts,
+    /// Ask for the memory view's address.
+    Memory,
+    /// Cycle the side pane: console, frame payload, memory.
+    ToggleSide,
+    /// Cycle the code pane: source, mixed, disassembly.
+    ToggleCode,
+}
+
+/// A key as the table names it: a code and whether Shift must be held (for
+/// keys other than characters, whose case already says it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The key.
+    pub code: KeyCode,
+    /// Whether Shift is part of it (arrows only).
+    pub shift: bool,
+}
+
+const fn c(ch: char) -> Key {
+    Key {
+        code: KeyCode::Char(ch),
+        shift: false,
+    }
+}
+
+const fn k(code: KeyCode) -> Key {
+    Key { code, shift: false }
+}
+
+const fn sk(code: KeyCode) -> Key {
+    Key { code, shift: true }
+}
+
+/// One row of the table: a heading, or keys bound to an action.
+#[derive(Debug, Clone, Copy)]
+pub struct Binding {
+    /// The keys, as the table matches them (empty for a heading).
+    pub keys: &'static [Key],
+    /// The keys as written in the help (`← h / → l`); for a heading, empty.
+    pub label: &'static str,
+    /// What the keys do (`None` for a heading).
+    pub action: Option<Action>,
+    /// What they do, in words (the heading's text for a heading).
+    pub help: &'static str,
     /// The same in at most 24 characters, for two columns on a small screen.
     pub short: &'static str,
 }
 
-const fn k(keys: &'static str, action: &'static str) -> KeyHelp {
-    KeyHelp {
-        keys,
-        action,
-        short: action,
+const fn heading(text: &'static str) -> Binding {
+    Binding {
+        keys: &[],
+        label: "",
+        action: None,
+        help: text,
+        short: text,
     }
 }
 
-const fn ks(keys: &'static str, action: &'static str, short: &'static str) -> KeyHelp {
-    KeyHelp { keys, action, short }
+const fn bind(
+    keys: &'static [Key],
+    label: &'static str,
+    action: Action,
+    help: &'static str,
+    short: &'static str,
+) -> Binding {
+    Binding {
+        keys,
+        label,
+        action: Some(action),
+        help,
+        short,
+    }
 }
 
-/// The key map, in groups separated by an entry with empty keys (a heading).
-pub const KEYMAP: &[KeyHelp] = &[
-    k("", "Moving in time"),
-    ks(
+/// Some actions share one help row with another (`← h` and `→ l`): the
+/// second of a pair has an empty label and is not listed on its own.
+const fn pair(keys: &'static [Key], action: Action) -> Binding {
+    Binding {
+        keys,
+        label: "",
+        action: Some(action),
+        help: "",
+        short: "",
+    }
+}
+
+/// The key map, in groups, each led by a heading.
+pub const KEYMAP: &[Binding] = &[
+    heading("Moving in time"),
+    bind(
+        &[k(KeyCode::Left), c('h')],
         "← h / → l",
+        Action::StepBack,
         "step the focus VM back / forward",
         "step focus VM back/fwd",
     ),
-    ks(
+    pair(&[k(KeyCode::Right), c('l')], Action::StepForward),
+    bind(
+        &[c('H'), sk(KeyCode::Left)],
         "H / L",
+        Action::ClusterBack,
         "step the cluster back / forward",
         "step cluster back/fwd",
     ),
-    ks(
+    pair(&[c('L'), sk(KeyCode::Right)], Action::ClusterForward),
+    bind(
+        &[c('p')],
         "p / n",
+        Action::PrevEvent,
         "previous / next event of the list",
         "prev/next listed event",
     ),
-    ks(
+    pair(&[c('n')], Action::NextEvent),
+    bind(
+        &[c('f')],
         "f",
+        Action::Follow,
         "follow the selected frame to its receipt or its send",
         "follow selected frame",
     ),
-    ks(
+    bind(
+        &[c('c')],
         "c / C",
+        Action::Continue,
         "continue / reverse-continue (focus VM)",
         "continue / reverse",
     ),
-    ks(
+    pair(&[c('C')], Action::ReverseContinue),
+    bind(
+        &[c('b')],
         "b",
-        "breakpoint at a symbol or address (again: remove)",
+        Action::Breakpoint,
+        "breakpoint at file:line, function or address (again: remove)",
         "breakpoint (toggle)",
     ),
-    ks(
+    bind(
+        &[c('w')],
+        "w",
+        Action::Watchpoint,
+        "watchpoint on a variable's or an address's bytes (again: remove)",
+        "watchpoint (toggle)",
+    ),
+    bind(
+        &[c('g')],
         "g",
-        "go to a time (12.5ms), icount, vm:icount, #event",
+        Action::Goto,
+        "go to a time (12.5ms), icount, vm:icount, #event, bookmark",
         "go to time/icount/#ev",
     ),
-    ks(
+    bind(
+        &[k(KeyCode::Esc)],
         "Esc",
+        Action::Escape,
         "cancel a running search / clear the search",
         "cancel / clear search",
     ),
-    k("", "Bookmarks"),
-    k("m", "bookmark the cursor"),
-    ks("B", "show bookmarks / events", "bookmarks ⇄ events"),
-    ks(
+    heading("Bookmarks"),
+    bind(
+        &[c('m')],
+        "m",
+        Action::AddBookmark,
+        "bookmark the cursor",
+        "bookmark the cursor",
+    ),
+    bind(
+        &[c('B'), c('\'')],
+        "B",
+        Action::ToggleList,
+        "show bookmarks / events",
+        "bookmarks ⇄ events",
+    ),
+    bind(
+        &[k(KeyCode::Enter)],
         "Enter",
+        Action::Enter,
         "go to the selected bookmark or event",
         "go to selected item",
     ),
-    ks(
+    bind(
+        &[c('r')],
         "r / d",
+        Action::RenameBookmark,
         "rename / delete the selected bookmark",
         "rename/delete bookmark",
     ),
-    k("", "Views"),
-    k("Tab S-Tab 1-9", "switch the focus VM"),
-    ks("↑ ↓ PgUp PgDn", "select in the list", "select in the list"),
-    ks("/", "search the events (incremental)", "search events (live)"),
-    ks("v / k K", "filter events by VM / by kind", "filter by VM / kind"),
-    ks("+ / - / z", "zoom in / out / whole trace", "zoom in/out/whole"),
-    k("< / >", "scroll the timeline"),
-    ks(
-        "M / t",
-        "memory address / console or memory",
-        "memory at / ⇄ console",
+    pair(&[c('d'), k(KeyCode::Delete)], Action::DeleteBookmark),
+    heading("Views"),
+    bind(
+        &[k(KeyCode::Tab)],
+        "Tab S-Tab 1-9",
+        Action::FocusNext,
+        "switch the focus VM",
+        "switch the focus VM",
     ),
-    k("? / q", "this help / quit"),
+    pair(&[k(KeyCode::BackTab)], Action::FocusPrev),
+    pair(
+        &[
+            c('1'),
+            c('2'),
+            c('3'),
+            c('4'),
+            c('5'),
+            c('6'),
+            c('7'),
+            c('8'),
+            c('9'),
+        ],
+        Action::FocusDigit,
+    ),
+    bind(
+        &[k(KeyCode::Up)],
+        "↑ ↓ PgUp PgDn",
+        Action::Up,
+        "select in the list",
+        "select in the list",
+    ),
+    pair(&[k(KeyCode::Down)], Action::Down),
+    pair(&[k(KeyCode::PageUp)], Action::PageUp),
+    pair(&[k(KeyCode::PageDown)], Action::PageDown),
+    pair(&[k(KeyCode::Home)], Action::Home),
+    pair(&[k(KeyCode::End)], Action::End),
+    bind(
+        &[c('/')],
+        "/",
+        Action::Search,
+        "search the events (incremental)",
+        "search events (live)",
+    ),
+    bind(
+        &[c('v')],
+        "v / k K",
+        Action::FilterVm,
+        "filter events by VM / by kind",
+        "filter by VM / kind",
+    ),
+    pair(&[c('k')], Action::KindNext),
+    pair(&[c('K')], Action::KindPrev),
+    bind(
+        &[c('s')],
+        "s",
+        Action::ToggleCode,
+        "code pane: source / mixed / disassembly",
+        "source/mixed/disasm",
+    ),
+    bind(
+        &[c('+'), c('=')],
+        "+ / - / z",
+        Action::ZoomIn,
+        "zoom in / out / whole trace",
+        "zoom in/out/whole",
+    ),
+    pair(&[c('-'), c('_')], Action::ZoomOut),
+    pair(&[c('z')], Action::ZoomAll),
+    bind(
+        &[c('<'), c(',')],
+        "< / >",
+        Action::ScrollBack,
+        "scroll the timeline",
+        "scroll the timeline",
+    ),
+    pair(&[c('>'), c('.')], Action::ScrollForward),
+    bind(
+        &[c('i')],
+        "i",
+        Action::ToggleInterrupts,
+        "show / hide interrupts on the timeline",
+        "timeline interrupts",
+    ),
+    bind(
+        &[c('t')],
+        "M / t",
+        Action::ToggleSide,
+        "memory address / console, frame payload or memory",
+        "memory at / side pane",
+    ),
+    pair(&[c('M')], Action::Memory),
+    bind(
+        &[c('?'), k(KeyCode::F(1))],
+        "? / q",
+        Action::Help,
+        "this help / quit",
+        "this help / quit",
+    ),
+    pair(&[c('q')], Action::Quit),
 ];
+
+/// The action bound to a key press, if any.
+pub fn action_for(key: &KeyEvent) -> Option<Action> {
+    let shift = key.modifiers.contains(KeyModifiers::SHIFT);
+    KEYMAP.iter().find_map(|b| {
+        let hit = b.keys.iter().any(|k| match k.code {
+            // A character's case already says whether Shift was held.
+            KeyCode::Char(ch) => key.code == KeyCode::Char(ch),
+            code => key.code == code && k.shift == shift,
+        });
+        if hit {
+            b.action
+        } else {
+            None
+        }
+    })
+}
+
+/// The rows the help overlay lists: headings and the first binding of each
+/// group of keys (the ones with a label).
+pub fn help_rows() -> impl Iterator<Item = &'static Binding> {
+    KEYMAP
+        .iter()
+        .filter(|b| b.action.is_none() || !b.label.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_key_is_bound_twice() {
+        let keys: Vec<Key> = KEYMAP.iter().flat_map(|b| b.keys.iter().copied()).collect();
+        for (i, a) in keys.iter().enumerate() {
+            assert!(!keys[i + 1..].contains(a), "{a:?} is bound twice");
+        }
+    }
+
+    #[test]
+    fn every_action_is_reachable_and_listed() {
+        let press = |code| KeyEvent::new(code, KeyModifiers::NONE);
+        assert_eq!(
+            action_for(&press(KeyCode::Char('L'))),
+            Some(Action::ClusterForward)
+        );
+        assert_eq!(action_for(&press(KeyCode::Left)), Some(Action::StepBack));
+        assert_eq!(
+            action_for(&KeyEvent::new(KeyCode::Left, KeyModifiers::SHIFT)),
+            Some(Action::ClusterBack)
+        );
+        assert_eq!(action_for(&press(KeyCode::Char('7'))), Some(Action::FocusDigit));
+        // Reserved for Move::Next / Move::Finish.
+        assert_eq!(action_for(&press(KeyCode::Char('o'))), None);
+        assert_eq!(action_for(&press(KeyCode::Char('u'))), None);
+        // Every binding without a help row of its own follows one that has one.
+        let mut listed = false;
+        for b in KEYMAP {
+            if b.action.is_none() {
+                listed = false;
+            } else if !b.label.is_empty() {
+                listed = true;
+            } else {
+                assert!(listed, "{:?} has no help row", b.action);
+            }
+        }
+    }
+}

@@ -2,9 +2,13 @@
 //! [`Session`](vmrr_debugger::session::Session).
 //!
 //! The structure follows ratatui's examples: [`app::App`] holds the model
-//! and handles keys, [`state::AppState`] is plain data, [`render::render`]
+//! (dispatch in `app/mod.rs`, keys in `app/input.rs`, index-derived views
+//! in `app/views.rs`), one key table ([`keys::KEYMAP`]) drives both the key
+//! handling and the help overlay, [`state::AppState`] is plain data whose
+//! parts (the lists, the timeline) own their movement, [`render::render`]
 //! draws a state and nothing else, and every view is one widget in
-//! [`widgets`]. Session operations run on a worker thread ([`worker`]), so
+//! [`widgets`]. Where the cursor lands is the Session's decision: keys
+//! become `Move`s. Session operations run on a worker thread ([`worker`]), so
 //! the screen keeps drawing (with progress) during a long search, and the
 //! same session can be driven by gdb at the same time: the app notices the
 //! session's generation change and redraws.
@@ -14,6 +18,7 @@
 pub mod app;
 pub mod format;
 pub mod keys;
+pub mod payload;
 pub mod render;
 pub mod snapshot;
 pub mod state;

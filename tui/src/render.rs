@@ -1,31 +1,37 @@
 //! The pure view: [`render`] draws an [`AppState`] into a frame, nothing else.
 //!
 //! ```text
-//! ┌ Timeline ───────────────────────────────────────────────┐
-//! │ lanes, one per VM, frames as links, the cursor          │
-//! └─────────────────────────────────────────────────────────┘
-//! ┌ Registers ──────┐┌ Disassembly ──────────┐(┌ Memory ──┐ wide screens)
-//! └─────────────────┘└───────────────────────┘
-//! ┌ Events / Bookmarks ─────────┐┌ Console (or Memory) ─────┐
-//! └─────────────────────────────┘└──────────────────────────┘
-//!  status: prompt, progress, message, position
+//! ┌ Timeline ───────────────────────────────────────────────────────────┐
+//! │ lanes, one per VM; frames, faults as bands, the cursor; a legend    │
+//! └─────────────────────────────────────────────────────────────────────┘
+//! (┌ Registers ┐ wide)┌ Source / Mixed / Disassembly ──┐┌ Locals ───────┐
+//! │                  ││ the current line marked        ││ stack strip   │
+//! └──────────────────┘└────────────────────────────────┘└───────────────┘
+//! ┌ Events / Bookmarks ──────────────┐┌ Console / Payload / Memory ─────┐
+//! └──────────────────────────────────┘└─────────────────────────────────┘
+//!  status: prompt, progress, message or the next move's hint; position
 //! ```
+//!
+//! Below 170 columns the pane right of the code shows the locals (source
+//! and mixed views) or the registers (disassembly view): panes are dropped,
+//! not squeezed until their text is cut.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::Frame;
 
-use crate::state::{AppState, ListPane, SidePane};
+use crate::state::{AppState, CodeView, ListPane, SidePane};
 use crate::widgets::{
-    bookmarks::BookmarksView, console::ConsoleView, disasm::DisasmView, events::EventsView,
-    help::HelpOverlay, memory::MemoryPane, registers, registers::RegistersView, status::StatusBar,
-    timeline::TimelineView, too_small::TooSmall,
+    bookmarks::BookmarksView, console::ConsoleView, events::EventsView, help::HelpOverlay,
+    locals::LocalsView, memory::MemoryPane, payload::PayloadPane, registers, registers::RegistersView,
+    source::CodePane, status::StatusBar, timeline::TimelineView, too_small::TooSmall,
 };
 
 /// Narrowest usable screen.
 pub const MIN_WIDTH: u16 = 80;
-/// Width from which the memory view sits beside the registers.
-const WIDE: u16 = 140;
-/// Height of the registers/disassembly row at its smallest (9 register rows).
+/// Width from which the registers sit beside the code and the locals
+/// (below it the code would be cut to make room for them).
+const WIDE: u16 = 170;
+/// Height of the code row at its smallest (9 register rows).
 const FOCUS_MIN: u16 = 11;
 /// Height of the lists row at its smallest (3 rows of events).
 const LISTS_MIN: u16 = 5;
@@ -76,39 +82,59 @@ pub fn render(state: &AppState, frame: &mut Frame) {
     frame.render_widget(TimelineView { state, gaps }, timeline);
 
     let wide = area.width >= WIDE;
-    // Below 100 columns, short register names leave the disassembly some room.
+    // Below 100 columns, short register names leave the code some room.
     let narrow = area.width < 100;
     let regs_w = 2 * if narrow {
         registers::NARROW_CELL
     } else {
         registers::CELL
     } + 1;
+    let locals_w = if wide {
+        46
+    } else if narrow {
+        34
+    } else {
+        40
+    };
     if wide {
-        let [regs, dis, mem] = Layout::horizontal([
+        let [regs, code, locals] = Layout::horizontal([
             Constraint::Length(regs_w),
             Constraint::Fill(1),
-            Constraint::Length(58),
+            Constraint::Length(locals_w),
         ])
         .areas(focus_row);
         frame.render_widget(RegistersView { state, narrow }, regs);
-        frame.render_widget(DisasmView { state }, dis);
-        frame.render_widget(MemoryPane { state }, mem);
-    } else {
-        let [regs, dis] =
+        frame.render_widget(CodePane { state }, code);
+        frame.render_widget(LocalsView { state }, locals);
+    } else if state.code_view == CodeView::Disassembly
+        || !state.snapshot.stack.iter().any(|s| !s.vars.is_empty())
+    {
+        // Assembly (no variables anywhere on the stack): registers say more.
+        let [regs, code] =
             Layout::horizontal([Constraint::Length(regs_w), Constraint::Fill(1)]).areas(focus_row);
         frame.render_widget(RegistersView { state, narrow }, regs);
-        frame.render_widget(DisasmView { state }, dis);
+        frame.render_widget(CodePane { state }, code);
+    } else {
+        let [code, locals] =
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(locals_w)]).areas(focus_row);
+        frame.render_widget(CodePane { state }, code);
+        frame.render_widget(LocalsView { state }, locals);
     }
 
-    let [list, side] =
-        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(lists_row);
+    let list_pct = if narrow { 58 } else { 55 };
+    let [list, side] = Layout::horizontal([
+        Constraint::Percentage(list_pct),
+        Constraint::Percentage(100 - list_pct),
+    ])
+    .areas(lists_row);
     match state.list_pane {
         ListPane::Events => frame.render_widget(EventsView { state }, list),
         ListPane::Bookmarks => frame.render_widget(BookmarksView { state }, list),
     }
-    match (wide, state.side_pane) {
-        (false, SidePane::Memory) => frame.render_widget(MemoryPane { state }, side),
-        _ => frame.render_widget(ConsoleView { state }, side),
+    match state.side_pane {
+        SidePane::Memory => frame.render_widget(MemoryPane { state }, side),
+        SidePane::Payload => frame.render_widget(PayloadPane { state }, side),
+        SidePane::Console => frame.render_widget(ConsoleView { state }, side),
     }
 
     frame.render_widget(StatusBar { state }, status);
@@ -144,11 +170,12 @@ fn centered(area: Rect) -> Rect {
 mod tests {
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
+    use vmrr_backend::regs::GeneralRegs;
     use vmrr_index::{EventKind, EventRow};
 
     use super::*;
     use crate::state::{
-        DisasmLine, EventLine, Link, Mark, MarkKind, Message, Prompt, PromptKind, Regs, Snapshot, VmInfo,
+        DisasmLine, EventLine, Link, Mark, MarkKind, Message, Prompt, PromptKind, Snapshot, VmInfo,
     };
 
     /// A state with a bit of everything, without a trace.
@@ -172,7 +199,7 @@ mod tests {
             icount: 1234,
             vtime: 50_000_000,
             cursor_vtime: 50_000_000,
-            regs: Some(Regs { values: [7; 18] }),
+            regs: Some(GeneralRegs([7; 18])),
             disasm: (0..30)
                 .map(|i| DisasmLine {
                     addr: 0x1000 + i * 3,
@@ -180,11 +207,12 @@ mod tests {
                     text: "mov rax, rbx".into(),
                     current: i == 10,
                     breakpoint: i == 12,
+                    source: None,
                 })
                 .collect(),
             ..Snapshot::default()
         };
-        s.prev_regs = Some(Regs { values: [6; 18] });
+        s.prev_regs = Some(GeneralRegs([6; 18]));
         s.timeline.span = 200_000_000;
         s.timeline.marks = (0..300)
             .map(|i| Mark {
@@ -216,6 +244,40 @@ mod tests {
             text: "a message".into(),
             error: true,
         });
+        // Source, stack and payload, with hostile text in them.
+        s.snapshot.source = Some(crate::state::SourceView {
+            file_name: "dir/f\u{1b}.c".into(),
+            lines: std::sync::Arc::new((1..200).map(|i| format!("line {i}")).collect()),
+            current: 150,
+            breakpoints: vec![151],
+            error: None,
+        });
+        s.snapshot.stack = (0..4)
+            .map(|i| vmrr_debugger::dwarf::FunctionScope {
+                name: format!("f{i}\u{7}"),
+                inlined: i % 2 == 0,
+                frame: i / 2,
+                pc: 0x1000,
+                line: None,
+                vars: (0..5)
+                    .map(|j| vmrr_debugger::dwarf::Variable {
+                        name: format!("v{j}"),
+                        kind: vmrr_debugger::dwarf::VariableKind::Local,
+                        type_name: "uint32_t".into(),
+                        value: "31\n".into(),
+                        available: j != 2,
+                        addr: None,
+                        size: 4,
+                    })
+                    .collect(),
+            })
+            .collect();
+        s.payload = Some(crate::state::PayloadView {
+            frame: 3,
+            route: "a → b".into(),
+            bytes: (0..70).collect(),
+            missing: None,
+        });
         s
     }
 
@@ -228,6 +290,8 @@ mod tests {
         {
             for help in [false, true] {
                 s.show_help = help;
+                s.code_view = if help { CodeView::Mixed } else { CodeView::Source };
+                s.side_pane = if help { SidePane::Payload } else { SidePane::Memory };
                 s.prompt = help.then(|| Prompt {
                     kind: PromptKind::Goto,
                     input: "12ms".into(),

@@ -1,17 +1,24 @@
 //! Building a [`Snapshot`] of the focus VM from the session: registers,
-//! disassembly around RIP with `function+offset`, a few rows of memory.
+//! disassembly around RIP with `function+offset`, the source around the
+//! current line, the call stack with its variables, a few rows of memory.
 //! Runs on the worker thread, while it holds the session.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use iced_x86::{
     Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, SymbolResolver, SymbolResult,
 };
 use vmrr_backend::Machine;
+use vmrr_debugger::describe::printable;
+use vmrr_debugger::dwarf::Program;
 use vmrr_debugger::session::Session;
 use vmrr_debugger::symbols::SymbolTable;
 
-use crate::state::{DisasmLine, MemSource, MemoryView, Regs, Snapshot};
+use vmrr_backend::regs::GeneralRegs;
+
+use crate::state::{DisasmLine, MemSource, MemoryView, Snapshot, SourceView};
 
 /// Instructions kept before RIP (the view shows as many as fit).
 const LINES_BEFORE: usize = 16;
@@ -43,8 +50,14 @@ impl SymbolResolver for Resolver {
 
 /// Decodes the code around RIP: from the start of the containing function
 /// (if near) so the lines before RIP are real instruction boundaries.
-pub fn disassemble(m: &Machine, symbols: &Arc<SymbolTable>, breakpoints: &[u64]) -> Vec<DisasmLine> {
-    let rip = m.regs().rip;
+pub fn disassemble(
+    m: &Machine,
+    program: &Program,
+    sources: &mut Sources,
+    breakpoints: &[u64],
+) -> Vec<DisasmLine> {
+    let symbols = program.symbols();
+    let rip = m.general_regs().rip();
     let bitness = m.bitness();
     let start = symbols
         .containing(rip)
@@ -84,9 +97,25 @@ pub fn disassemble(m: &Machine, symbols: &Arc<SymbolTable>, breakpoints: &[u64])
     formatter.options_mut().set_uppercase_hex(false);
     formatter.options_mut().set_branch_leading_zeros(false);
     formatter.options_mut().set_leading_zeros(false);
+    let mut last_line = None;
     instrs[first..]
         .iter()
         .map(|i| {
+            // The mixed view heads each change of source line with its text.
+            let line = program.line_at(i.ip());
+            let key = line.as_ref().map(|l| (l.file, l.line));
+            let source = match line {
+                Some(l) if key != last_line => {
+                    let text = program
+                        .file_path(l.file)
+                        .and_then(|p| sources.get(p, &l.file_name).ok())
+                        .and_then(|lines| lines.get(l.line as usize - 1).cloned())
+                        .unwrap_or_default();
+                    Some((l.file_name, l.line, text))
+                }
+                _ => None,
+            };
+            last_line = key;
             let mut text = String::new();
             if i.is_invalid() {
                 text.push_str("(bad)");
@@ -99,15 +128,16 @@ pub fn disassemble(m: &Machine, symbols: &Arc<SymbolTable>, breakpoints: &[u64])
                 text,
                 current: i.ip() == rip,
                 breakpoint: breakpoints.contains(&i.ip()),
+                source,
             }
         })
         .collect()
 }
 
 /// The memory view's bytes.
-pub fn memory(m: &Machine, regs: &Regs, source: &MemSource) -> MemoryView {
+pub fn memory(m: &Machine, regs: &GeneralRegs, source: &MemSource) -> MemoryView {
     let (addr, label) = match source {
-        MemSource::Register(r) => (regs.get(r).unwrap_or(0), (*r).to_string()),
+        MemSource::Register(r) => (regs[*r], r.name().to_string()),
         MemSource::Fixed(a, text) => (*a, text.clone()),
     };
     // Start on a 16-byte boundary so rows line up with addresses.
@@ -122,8 +152,80 @@ pub fn memory(m: &Machine, regs: &Regs, source: &MemSource) -> MemoryView {
     MemoryView { addr, label, bytes }
 }
 
+/// Source files read so far, by path: the worker reads each once.
+#[derive(Debug, Default)]
+pub struct Sources {
+    files: HashMap<PathBuf, Result<Arc<Vec<String>>, String>>,
+}
+
+/// A line of a source file as a terminal may show it: tabs expanded to
+/// the next multiple of 4, other control characters made visible.
+fn clean_line(line: &str) -> String {
+    let mut out = String::new();
+    for c in line.trim_end_matches('\r').chars() {
+        if c == '\t' {
+            let pad = 4 - out.chars().count() % 4;
+            out.extend(std::iter::repeat_n(' ', pad));
+        } else {
+            out.push(c);
+        }
+    }
+    printable(&out)
+}
+
+impl Sources {
+    /// The lines of the source file built at `path` (also looked for as
+    /// `name` under the current directory: the tree may have moved).
+    pub fn get(&mut self, path: &Path, name: &str) -> Result<Arc<Vec<String>>, String> {
+        self.files
+            .entry(path.to_path_buf())
+            .or_insert_with(|| {
+                let text = std::fs::read(path)
+                    .or_else(|_| std::fs::read(name))
+                    .map_err(|e| format!("source {name} not found ({e})"))?;
+                let text = String::from_utf8_lossy(&text);
+                Ok(Arc::new(text.lines().map(clean_line).collect()))
+            })
+            .clone()
+    }
+}
+
+/// The source view at `rip`: its file read through `sources`.
+fn source_view(
+    program: &Program,
+    sources: &mut Sources,
+    rip: u64,
+    breakpoints: &[u64],
+) -> Option<SourceView> {
+    let at = program.line_at(rip)?;
+    let path = program.file_path(at.file)?;
+    let (lines, error) = match sources.get(path, &at.file_name) {
+        Ok(lines) => (lines, None),
+        Err(e) => (Arc::new(Vec::new()), Some(e)),
+    };
+    let mut bp_lines: Vec<u32> = breakpoints
+        .iter()
+        .filter_map(|&a| program.line_at(a))
+        .filter(|l| l.file == at.file)
+        .map(|l| l.line)
+        .collect();
+    bp_lines.dedup();
+    Some(SourceView {
+        file_name: at.file_name,
+        lines,
+        current: at.line,
+        breakpoints: bp_lines,
+        error,
+    })
+}
+
 /// A snapshot of the focus VM at the cursor.
-pub fn build(session: &mut Session, symbols: &[Arc<SymbolTable>], mem: &MemSource) -> Snapshot {
+pub fn build(
+    session: &mut Session,
+    programs: &[Arc<Program>],
+    sources: &mut Sources,
+    mem: &MemSource,
+) -> Snapshot {
     let focus = session.focus();
     let mut snap = Snapshot {
         generation: session.generation(),
@@ -139,19 +241,23 @@ pub fn build(session: &mut Session, symbols: &[Arc<SymbolTable>], mem: &MemSourc
         .filter(|b| b.vm.is_none_or(|v| v == focus))
         .map(|b| b.addr)
         .collect();
-    let empty = Arc::new(SymbolTable::default());
-    let table = symbols.get(focus as usize).unwrap_or(&empty);
+    let empty = Arc::new(Program::default());
+    let program = programs.get(focus as usize).unwrap_or(&empty).clone();
     let pos = session.position(focus);
     match pos.and_then(|p| session.machine(focus).map(|m| (p, m))) {
         Ok((pos, m)) => {
-            let regs = Regs::from_kvm(&m.regs());
+            let regs = m.general_regs();
             snap.icount = pos.icount;
             snap.vtime = pos.vtime_ns;
-            snap.disasm = disassemble(m, table, &breakpoints);
+            snap.disasm = disassemble(m, &program, sources, &breakpoints);
             snap.memory = memory(m, &regs, mem);
+            snap.source = source_view(&program, sources, regs.rip(), &breakpoints);
             snap.regs = Some(regs);
         }
         Err(e) => snap.error = Some(e.to_string()),
+    }
+    if snap.error.is_none() && program.has_source() {
+        snap.stack = session.source_stack(focus, &program).unwrap_or_default();
     }
     snap
 }

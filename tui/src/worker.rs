@@ -11,11 +11,11 @@ use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use vmrr_debugger::dwarf::Program;
 use vmrr_debugger::session::{Breakpoint, Direction, FrameEnd, HitKind, Move, Outcome, Pos, Session, VmId};
-use vmrr_debugger::symbols::SymbolTable;
 use vmrr_index::EventKind;
 
-use crate::snapshot;
+use crate::snapshot::{self, Sources};
 use crate::state::{MemSource, Snapshot};
 
 /// A session operation.
@@ -29,10 +29,15 @@ pub enum Job {
     ToggleBreakpoint {
         /// Its VM.
         vm: VmId,
-        /// Its address.
-        addr: u64,
-        /// How the user wrote it (for the message).
-        label: String,
+        /// Where, as the user wrote it (a symbol or an address).
+        location: String,
+    },
+    /// Add a watchpoint on writes, or remove it if it is there.
+    ToggleWatchpoint {
+        /// Its VM.
+        vm: VmId,
+        /// What, as the user wrote it (a variable or `0xaddr[:len]`).
+        expr: String,
     },
     /// Add a bookmark at the focus VM's position.
     AddBookmark(String),
@@ -62,6 +67,9 @@ impl Job {
             Job::Move(Move::StepCluster(Direction::Forward)) => "cluster step",
             Job::Move(Move::StepCluster(_)) => "cluster step back",
             Job::Move(Move::StepRange { .. }) => "step",
+            Job::Move(Move::Finish { .. }) => "finish",
+            Job::Move(Move::Next { .. }) => "next",
+            Job::Move(Move::Until { .. }) => "until",
             Job::Move(Move::Goto(_) | Move::GotoEvent(_) | Move::Event { .. }) => "go to",
             Job::Move(Move::Follow { .. }) => "follow frame",
             Job::Move(Move::Continue {
@@ -70,6 +78,7 @@ impl Job {
             }) => "continue",
             Job::Move(Move::Continue { .. }) => "reverse-continue",
             Job::ToggleBreakpoint { .. } => "breakpoint",
+            Job::ToggleWatchpoint { .. } => "watchpoint",
             Job::AddBookmark(_) | Job::RenameBookmark { .. } | Job::DeleteBookmark(_) => "bookmark",
             Job::SetFocus(_) => "focus",
         }
@@ -77,7 +86,10 @@ impl Job {
 
     /// Whether it reports progress (a search that can take seconds).
     pub fn has_progress(&self) -> bool {
-        matches!(self, Job::Move(Move::Continue { .. }))
+        matches!(
+            self,
+            Job::Move(Move::Continue { .. } | Move::Finish { .. } | Move::Next { .. } | Move::Until { .. })
+        )
     }
 }
 
@@ -122,7 +134,7 @@ pub struct Worker {
 
 impl Worker {
     /// Starts the thread.
-    pub fn start(session: Arc<Mutex<Session>>, symbols: Vec<Arc<SymbolTable>>) -> Worker {
+    pub fn start(session: Arc<Mutex<Session>>, programs: Vec<Arc<Program>>) -> Worker {
         let (tx, jobs) = channel::<Request>();
         let (done, rx) = channel::<Done>();
         let progress = Arc::new(AtomicU64::new(NO_PROGRESS));
@@ -130,12 +142,13 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name("vmrr-tui-worker".into())
             .spawn(move || {
+                let mut sources = Sources::default();
                 for req in jobs {
                     cell.store(NO_PROGRESS, Ordering::Relaxed);
                     // A panic elsewhere (the gdb thread) must not take the UI down with it.
                     let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
-                    let (outcome, choices) = execute(&mut s, &req.job, &symbols, &cell);
-                    let snapshot = snapshot::build(&mut s, &symbols, &req.mem);
+                    let (outcome, choices) = execute(&mut s, &req.job, &programs, &cell);
+                    let snapshot = snapshot::build(&mut s, &programs, &mut sources, &req.mem);
                     let breakpoints = s.breakpoints().to_vec();
                     drop(s);
                     let result = Done {
@@ -206,7 +219,7 @@ fn describe_pos(s: &Session, p: Pos) -> String {
 fn execute(
     s: &mut Session,
     job: &Job,
-    symbols: &[Arc<SymbolTable>],
+    programs: &[Arc<Program>],
     progress: &AtomicU64,
 ) -> (Result<String, String>, Vec<FrameEnd>) {
     let e = |e: vmrr_debugger::session::SessionError| e.to_string();
@@ -228,22 +241,44 @@ fn execute(
                     );
                     return (Ok(text), ends);
                 }
-                Ok(outcome) => Ok(describe_outcome(s, mv, &outcome, symbols)),
+                Ok(outcome) => Ok(describe_outcome(s, mv, &outcome, programs)),
                 Err(err) => Err(e(err)),
             }
         }
-        Job::ToggleBreakpoint { vm, addr, label } => {
-            let bp = Breakpoint {
-                addr: *addr,
-                vm: Some(*vm),
-            };
-            if s.breakpoints().contains(&bp) {
-                s.remove_breakpoint(bp);
-                Ok(format!("breakpoint at {label} removed"))
-            } else {
-                s.add_breakpoint(bp);
-                Ok(format!("breakpoint at {label} ({addr:#x}) in {}", s.vm_name(*vm)))
-            }
+        Job::ToggleBreakpoint { vm, location } => {
+            let program = programs.get(*vm as usize).cloned().unwrap_or_default();
+            s.toggle_breakpoint_at(*vm, &program, location)
+                .map_err(e)
+                .map(|(added, r)| {
+                    let addrs: Vec<String> = r.addrs.iter().map(|a| format!("{a:#x}")).collect();
+                    if added {
+                        format!(
+                            "breakpoint at {} ({}) in {}",
+                            r.label,
+                            addrs.join(", "),
+                            s.vm_name(*vm)
+                        )
+                    } else {
+                        format!("breakpoint at {} removed", r.label)
+                    }
+                })
+        }
+        Job::ToggleWatchpoint { vm, expr } => {
+            let program = programs.get(*vm as usize).cloned().unwrap_or_default();
+            s.toggle_watch_expr(*vm, &program, expr)
+                .map_err(e)
+                .map(|(added, wp, label)| {
+                    if added {
+                        format!(
+                            "watching writes to {label} ({:#x}, {} bytes) in {}: c / C to find them",
+                            wp.addr,
+                            wp.len,
+                            s.vm_name(*vm)
+                        )
+                    } else {
+                        format!("watchpoint on {label} removed")
+                    }
+                })
         }
         Job::AddBookmark(name) => s.add_bookmark(name, "").map_err(e).map(|b| {
             format!(
@@ -266,7 +301,7 @@ fn execute(
 }
 
 /// What to tell the user about a move's outcome.
-fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, symbols: &[Arc<SymbolTable>]) -> String {
+fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, programs: &[Arc<Program>]) -> String {
     match (mv, outcome) {
         (Move::Step { .. }, Outcome::Moved { .. }) => String::new(),
         (Move::StepCluster(_), Outcome::Moved { pos, .. }) => {
@@ -306,13 +341,21 @@ fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, symbols: &[Arc<Sy
         (_, Outcome::Hit(hit)) => {
             let what = match &hit.kind {
                 HitKind::Breakpoint { addr } => {
-                    let name = symbols
+                    let name = programs
                         .get(hit.pos.vm as usize)
-                        .and_then(|t| t.describe(*addr))
+                        .map(|p| crate::format::code_place(p, *addr))
                         .unwrap_or_else(|| format!("{addr:#x}"));
                     format!("breakpoint at {name}")
                 }
-                HitKind::Watch { watch, .. } => format!("watchpoint {:#x}", watch.addr),
+                HitKind::Watch { watch, old, new } => {
+                    let le = |b: &[u8]| b.iter().rev().fold(0u64, |v, x| (v << 8) | u64::from(*x));
+                    let change = if watch.len <= 8 {
+                        format!(" {} → {}", le(old), le(new))
+                    } else {
+                        String::new()
+                    };
+                    format!("watchpoint {:#x}{change}", watch.addr)
+                }
             };
             format!("{what} hit: {}", describe_pos(s, hit.pos))
         }

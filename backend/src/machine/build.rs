@@ -146,6 +146,7 @@ impl Machine {
             breakpoints_passed: None,
             events: Vec::new(),
             profile: HostProfile::detect(),
+            log: Default::default(),
         })
     }
 }

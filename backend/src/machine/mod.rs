@@ -34,11 +34,14 @@
 
 mod build;
 mod emulate;
+mod exec_log;
 mod kvm_step;
 mod run;
 pub mod state;
 
 use kvm_ioctls::{VcpuFd, VmFd};
+
+pub use exec_log::{ExecLog, WORD_BYTES};
 
 use crate::config::VmConfig;
 use crate::cpuid::CpuidLeaf;
@@ -141,6 +144,8 @@ pub struct Machine {
     breakpoints_passed: Option<u64>,
     events: Vec<Event>,
     profile: HostProfile,
+    /// The execution log, when the recorder or indexer turned it on.
+    log: exec_log::LogState,
 }
 
 impl Machine {
@@ -266,6 +271,12 @@ impl Machine {
     /// snapshot brings back the recorded contents.
     pub fn write_virt(&mut self, va: u64, data: &[u8]) -> usize {
         memory::write_virt(&self.ram, &self.paging(), va, data)
+    }
+
+    /// The guest-physical address of guest-virtual `va` through the page
+    /// tables as they are now; `None` where it is not mapped.
+    pub fn translate(&self, va: u64) -> Option<u64> {
+        memory::translate(&self.ram, &self.paging(), va).ok()
     }
 
     /// Records an event at the current position.

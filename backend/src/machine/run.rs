@@ -149,22 +149,30 @@ impl Machine {
 
     /// Executes one step: an interrupt delivery, an emulated instruction, or one KVM single-step.
     fn step(&mut self) -> Result<Option<Stop>> {
-        let rflags = self.vcpu.sync_regs().regs.rflags;
-        if self.irq_ready && rflags & RFLAGS_IF != 0 && self.devices.pic.has_pending() {
+        let regs = self.vcpu.sync_regs().regs;
+        // Every boundary a step starts from is one a breakpoint can stop at.
+        self.log_rip(regs.rip);
+        if self.irq_ready && regs.rflags & RFLAGS_IF != 0 && self.devices.pic.has_pending() {
             if let Some(vector) = self.devices.pic.acknowledge() {
                 self.inject(vector)?;
                 self.push(EventKind::Interrupt(vector));
-                return self.kvm_step();
+                let stop = self.kvm_step();
+                self.log_after_step(&regs, None);
+                self.log_handler_entry(vector, regs.rsp);
+                return stop;
             }
         }
-        let rip = self.vcpu.sync_regs().regs.rip;
+        let rip = regs.rip;
         let mut bytes = [0u8; 15];
         let n = self.read_virt(rip, &mut bytes);
         if n == 0 {
             // Let KVM raise the page fault the guest would get.
-            return self.kvm_step();
+            let stop = self.kvm_step();
+            self.log_after_step(&regs, None);
+            return stop;
         }
-        let next = decode::peek(&bytes[..n], rip, self.bitness());
+        let instr = decode::instruction(&bytes[..n], rip, self.bitness());
+        let next = decode::classify(&instr);
         match next.kind {
             NextInstr::PrivilegeReturn { cs_offset } => self.check_stays_in_ring0(cs_offset)?,
             NextInstr::Iretq => self.check_stays_in_ring0(Some(8))?,
@@ -176,7 +184,10 @@ impl Machine {
                 self.after_emulated();
                 return Ok(None);
             }
-            return self.kvm_step();
+            self.log_writes_of(&instr, None);
+            let stop = self.kvm_step();
+            self.log_after_step(&regs, Some(&instr));
+            return stop;
         }
         self.emulate(next)
     }

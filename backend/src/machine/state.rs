@@ -21,6 +21,15 @@ use crate::regs::RFLAGS_HOST_BITS;
 use crate::rng::SeededRng;
 use crate::vclock::VClock;
 
+/// Guest pages written since the dirty log was last read, by writer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirtyPages {
+    /// Written by the guest's instructions or the CPU itself (KVM's log).
+    pub guest: Vec<u64>,
+    /// Written by the VMM's devices (virtio DMA, the loader).
+    pub vmm: Vec<u64>,
+}
+
 /// MSRs that carry guest state (the TSC is virtual and not among them).
 const SAVED_MSRS: [u32; 13] = [
     0xc000_0081, // STAR
@@ -200,9 +209,20 @@ impl Machine {
     /// Indices of the guest pages written since the last call (by the guest,
     /// through KVM's dirty log, or by the VMM, through the RAM bitmap), sorted.
     pub fn take_dirty_pages(&mut self) -> Result<Vec<u64>> {
+        let dirty = self.take_dirty_pages_by_writer()?;
+        let mut pages = dirty.guest;
+        pages.extend(dirty.vmm);
+        pages.sort_unstable();
+        pages.dedup();
+        Ok(pages)
+    }
+
+    /// The guest pages written since the last call, by who wrote them: the
+    /// guest's own instructions and the CPU (KVM's dirty log), and the VMM's
+    /// devices (the RAM bitmap). Each list sorted.
+    pub fn take_dirty_pages_by_writer(&mut self) -> Result<DirtyPages> {
         let size = self.config.mem_bytes as usize;
         let kvm_log = self.vm.get_dirty_log(0, size).map_err(kvm("get dirty log"))?;
-        let mut pages = Vec::new();
         let host_log: Vec<u64> = self
             .ram
             .iter()
@@ -212,19 +232,23 @@ impl Machine {
                 mapping.bitmap().get_and_reset()
             })
             .unwrap_or_default();
-        let words = kvm_log.len().max(host_log.len());
-        for w in 0..words {
-            let bits = kvm_log.get(w).copied().unwrap_or(0) | host_log.get(w).copied().unwrap_or(0);
-            for b in 0..64 {
-                if bits & (1 << b) != 0 {
+        let mem_bytes = self.config.mem_bytes;
+        let pages = |words: &[u64]| -> Vec<u64> {
+            let mut out = Vec::new();
+            for (w, &bits) in words.iter().enumerate() {
+                for b in 0..64 {
                     let page = (w * 64 + b) as u64;
-                    if page * memory::PAGE_SIZE < self.config.mem_bytes {
-                        pages.push(page);
+                    if bits & (1 << b) != 0 && page * memory::PAGE_SIZE < mem_bytes {
+                        out.push(page);
                     }
                 }
             }
-        }
-        Ok(pages)
+            out
+        };
+        Ok(DirtyPages {
+            guest: pages(&kvm_log),
+            vmm: pages(&host_log),
+        })
     }
 
     /// Copies guest page `index` into `buf`.

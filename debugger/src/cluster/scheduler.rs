@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use vmrr_backend::{Event, EventKind, Machine, RunLimit, Stop, VmError};
 
+pub use vmrr_index::FrameFate;
+
 use super::config::ClusterConfig;
 use super::faults::{Faults, Verdict};
 use super::switch::Switch;
@@ -50,28 +52,6 @@ pub struct ClusterEvent {
     pub frame: Option<u64>,
 }
 
-/// What became of a frame on its way to one destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FrameFate {
-    /// Still travelling (or waiting in the receiver's queue).
-    InFlight,
-    /// Handed to the receiver's NIC at this icount and virtual time.
-    Received {
-        /// Receiver's icount at delivery.
-        icount: u64,
-        /// Receiver's virtual time at delivery.
-        vtime_ns: u64,
-    },
-    /// Lost: partition.
-    Partitioned,
-    /// Lost: drop fault.
-    Dropped,
-    /// Lost: the receiver's NIC had no room (no RX buffers, backlog full).
-    Overflow,
-    /// The receiver had stopped for good.
-    ReceiverStopped,
-}
-
 /// One frame from one sender to one receiver: the causal edge the debugger follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameRecord {
@@ -89,6 +69,9 @@ pub struct FrameRecord {
     pub arrival_ns: u64,
     /// What happened to it.
     pub fate: FrameFate,
+    /// Where the receiver had it handed to its NIC (its icount and virtual
+    /// time), when it was received.
+    pub received: Option<(u64, u64)>,
     /// Length in bytes.
     pub len: usize,
 }
@@ -128,6 +111,10 @@ struct Pending {
     bytes: Vec<u8>,
 }
 
+/// A frame handed to a VM during a window: its record's index, where it
+/// was received (icount, virtual time) if it was, and its fate.
+type Delivery = (usize, Option<(u64, u64)>, FrameFate);
+
 /// One VM in the cluster with its inbox.
 struct Node {
     machine: Machine,
@@ -136,7 +123,7 @@ struct Node {
     error: Option<VmError>,
     events: Vec<Event>,
     /// (record index, icount, vtime) of deliveries during the window.
-    delivered: Vec<(usize, u64, u64, FrameFate)>,
+    delivered: Vec<Delivery>,
 }
 
 /// The running cluster.
@@ -196,18 +183,15 @@ impl Node {
             while self.inbox.front().is_some_and(|p| p.arrival_ns <= now) {
                 let Some(p) = self.inbox.pop_front() else { break };
                 let icount = self.machine.icount();
-                let fate = match self.machine.deliver_frame(&p.bytes) {
-                    Ok(true) => FrameFate::Received {
-                        icount,
-                        vtime_ns: now,
-                    },
-                    Ok(false) => FrameFate::Overflow,
+                let (fate, at) = match self.machine.deliver_frame(&p.bytes) {
+                    Ok(true) => (FrameFate::Received, Some((icount, now))),
+                    Ok(false) => (FrameFate::Overflow, None),
                     Err(e) => {
                         self.error = Some(e);
-                        FrameFate::Overflow
+                        (FrameFate::Overflow, None)
                     }
                 };
-                self.delivered.push((p.record, icount, now, fate));
+                self.delivered.push((p.record, at, fate));
                 self.events.extend(self.machine.take_events());
             }
         }
@@ -368,9 +352,10 @@ impl Cluster {
             for event in node.events.drain(..) {
                 let mut frame = None;
                 if matches!(event.kind, EventKind::FrameReceived(_)) {
-                    if let Some((record, _, _, fate)) = deliveries.next() {
+                    if let Some((record, at, fate)) = deliveries.next() {
                         if let Some(r) = self.frames.get_mut(record) {
                             r.fate = fate;
+                            r.received = at;
                             frame = Some(r.id);
                         }
                     }
@@ -400,6 +385,7 @@ impl Cluster {
                     dst,
                     arrival_ns: 0,
                     fate: FrameFate::InFlight,
+                    received: None,
                     len: bytes.len(),
                 };
                 match self.faults.judge(id, e.event.vtime_ns, e.vm, dst) {
@@ -411,8 +397,15 @@ impl Cluster {
                             .bandwidth_bps
                             .map(|bps| (bytes.len() as u64 * 8).saturating_mul(1_000_000_000) / bps)
                             .unwrap_or(0);
-                        record.arrival_ns =
-                            e.event.vtime_ns + self.config.latency_ns(e.vm, dst) + extra_ns + serialise;
+                        // Saturating: the configured ranges keep this far from
+                        // u64::MAX, but a sum that cannot fit must mean "never",
+                        // not wrap to before the send.
+                        record.arrival_ns = e
+                            .event
+                            .vtime_ns
+                            .saturating_add(self.config.latency_ns(e.vm, dst))
+                            .saturating_add(extra_ns)
+                            .saturating_add(serialise);
                         if self.nodes[dst].stop.is_some() {
                             record.fate = FrameFate::ReceiverStopped;
                         } else {

@@ -12,7 +12,7 @@
 use vmrr_backend::Machine;
 
 use super::{ix, Cursor, Live, Pos, Session, SessionError, VmId};
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 
 /// How far a VM that is not the cursor's runs: every instruction starting
 /// before the returned virtual time.
@@ -43,11 +43,19 @@ impl Session {
         let trace = self.trace.clone();
         let w = ix(vm);
         let slot = &mut self.vms[w];
-        let ahead = slot
-            .live
-            .as_ref()
-            .is_some_and(|l| l.machine.icount() > icount || l.next_input > due);
-        if slot.live.is_none() || ahead {
+        // Run forward from the live machine only within the target's slice:
+        // from further back, the slice's checkpoint (or dense snapshot) is nearer.
+        let slice_start = trace
+            .checkpoints(w)
+            .iter()
+            .rev()
+            .map(|c| c.icount)
+            .find(|&c| c <= icount)
+            .unwrap_or(0);
+        let stale = slot.live.as_ref().is_some_and(|l| {
+            l.machine.icount() > icount || l.next_input > due || l.machine.icount() < slice_start
+        });
+        if slot.live.is_none() || stale {
             let reuse = slot.live.take().map(|l| l.machine);
             let (machine, next_input) = slot.dense.restore(&trace, w, icount, reuse)?;
             slot.live = Some(Live { machine, next_input });
@@ -83,21 +91,23 @@ impl Session {
         let limit = time_limit(&cursor, vm);
         let w = ix(vm);
         let slot = &mut self.vms[w];
-        let ahead = slot
-            .live
-            .as_ref()
-            .is_some_and(|l| l.next_input > due || l.machine.last_start_ns().is_some_and(|s| s >= limit));
-        if slot.live.is_none() || ahead {
-            // The last checkpoint whose instructions and inputs all come
-            // before the limit (its own clock is past all of them).
-            let k = trace
-                .checkpoints(w)
-                .iter()
-                .rposition(|c| c.vtime_ns < limit)
-                .unwrap_or(0);
-            let at = trace.checkpoints(w)[k].icount;
+        // The last checkpoint whose instructions and inputs all come
+        // before the limit (its own clock is past all of them).
+        let k = trace
+            .checkpoints(w)
+            .iter()
+            .rposition(|c| c.vtime_ns < limit)
+            .unwrap_or(0);
+        let checkpoint = trace.checkpoints(w)[k].icount;
+        // Replay forward from the live machine only from that checkpoint on.
+        let stale = slot.live.as_ref().is_some_and(|l| {
+            l.next_input > due
+                || l.machine.last_start_ns().is_some_and(|s| s >= limit)
+                || l.machine.icount() < checkpoint
+        });
+        if slot.live.is_none() || stale {
             let reuse = slot.live.take().map(|l| l.machine);
-            let (machine, next_input) = slot.dense.restore(&trace, w, at, reuse)?;
+            let (machine, next_input) = slot.dense.restore(&trace, w, checkpoint, reuse)?;
             slot.live = Some(Live { machine, next_input });
         }
         if let Some(live) = &mut slot.live {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use vmrr_backend::{Machine, MachineState, VmError};
 
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 use crate::trace::TraceError;
 
 /// Steps between two dense snapshots (~8 ms of replay here).
@@ -44,6 +44,13 @@ fn vm_err(trace: &Trace, vm: usize, source: VmError) -> TraceError {
 }
 
 impl DenseCache {
+    /// Forgets everything: the live machine was replaced by one the cache
+    /// has not followed (a search's), so the next restore starts from its
+    /// slice's checkpoint.
+    pub(super) fn forget(&mut self) {
+        *self = DenseCache::default();
+    }
+
     /// Records the pages the live machine changed while running forward.
     pub(super) fn note_run(&mut self, machine: &mut Machine) -> Result<(), TraceError> {
         let dirty = machine

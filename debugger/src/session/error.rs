@@ -14,6 +14,9 @@ pub enum SessionError {
     /// The index could not answer (damaged, read-only, a bookmark name taken).
     #[error(transparent)]
     Index(#[from] vmrr_index::IndexError),
+    /// Debugging information could not be read or does not know a name.
+    #[error(transparent)]
+    Source(#[from] crate::dwarf::DwarfError),
     /// A text names no moment.
     #[error(transparent)]
     Moment(#[from] MomentError),

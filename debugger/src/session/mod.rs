@@ -32,26 +32,32 @@ mod events;
 mod follow;
 pub mod moment;
 mod moves;
+mod over;
 mod points;
+mod probes;
 mod resume;
 mod rounds;
 mod search;
 mod simultaneous;
+mod source;
 mod step;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use crate::trace::replay::Trace;
+use crate::dwarf::Program;
+use crate::trace::Trace;
 use dense::DenseCache;
 pub use error::SessionError;
 pub use follow::{EndKind, FrameEnd};
 pub use moment::{Moment, MomentError, MOMENT_HELP};
 pub use moves::{Move, Outcome};
+pub use over::{return_site, ReturnSite, Returned};
 pub use points::{Breakpoint, WatchKind, Watchpoint, MAX_WATCH_BYTES};
-pub use search::{Hit, HitKind};
+pub use probes::{Hit, HitKind};
 pub use simultaneous::Stops;
+pub use source::MAX_FRAMES;
 pub use vmrr_index::{Pos, VmId};
 
 /// Which way to move.
@@ -124,6 +130,9 @@ pub struct Session {
     /// Bumped at every move, so views know when to redraw.
     generation: u64,
     jobs: usize,
+    /// Each VM's image with its debug information, read on first use
+    /// (`None`: the image has none, or could not be read).
+    programs: Vec<OnceLock<Option<Arc<Program>>>>,
 }
 
 /// A VM id as an index into per-VM tables.
@@ -132,9 +141,15 @@ fn ix(vm: VmId) -> usize {
 }
 
 impl Session {
-    /// Opens a trace (writable, for bookmarks) with the cursor at its start.
+    /// Opens a trace with the cursor at its start.
+    ///
+    /// The index is opened writable, for bookmarks, only when the trace may
+    /// be written ([`crate::trace::is_writable`]); a trace on a read-only
+    /// mount or not writable by this user opens read-only
+    /// ([`Session::is_read_only`]), and adding a bookmark then says why not.
     pub fn open(dir: &Path) -> Result<Session, SessionError> {
-        let trace = Arc::new(Trace::open(dir, true)?);
+        let writable = crate::trace::is_writable(dir);
+        let trace = Arc::new(Trace::open(dir, writable)?);
         let n = trace.config().vms.len();
         Ok(Session {
             vms: (0..n).map(|_| VmSlot::default()).collect(),
@@ -150,6 +165,7 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             generation: 0,
             jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            programs: (0..n).map(|_| OnceLock::new()).collect(),
         })
     }
 
@@ -241,6 +257,15 @@ impl Session {
     /// Threads used by searches.
     pub fn set_jobs(&mut self, jobs: usize) {
         self.jobs = jobs.max(1);
+    }
+
+    /// VM `vm`'s image with its debug information (line tables, call-frame
+    /// information, variables), read once; `None` if it has none.
+    pub fn program(&self, vm: VmId) -> Option<Arc<Program>> {
+        self.programs
+            .get(ix(vm))?
+            .get_or_init(|| Program::for_vm(&self.trace, ix(vm)).ok().map(Arc::new))
+            .clone()
     }
 
     /// Last icount of `vm` in the trace (its last checkpoint).

@@ -5,6 +5,7 @@ use vmrr_index::{EventFilter, Position};
 
 use super::follow::FrameEnd;
 use super::moment::Moment;
+use super::over::Returned;
 use super::{Direction, Hit, Pos, Scope, Session, SessionError, StopReason, VmId};
 
 /// A movement of the cursor.
@@ -49,6 +50,27 @@ pub enum Move {
         /// Which receiver, for a frame that reached several.
         to: Option<VmId>,
     },
+    /// Until the function the VM stands in returns (`finish`).
+    Finish {
+        /// The VM.
+        vm: VmId,
+    },
+    /// One instruction, or while in `range` (a source line), running calls
+    /// through to their return (`next`, `nexti`).
+    Next {
+        /// The VM.
+        vm: VmId,
+        /// Keep going while the next instruction is in `[start, end)`.
+        range: Option<(u64, u64)>,
+    },
+    /// To an address, or until the current function returns, whichever comes
+    /// first (`until LOCATION`, `advance`).
+    Until {
+        /// The VM.
+        vm: VmId,
+        /// The address.
+        addr: u64,
+    },
     /// Until a breakpoint or watchpoint hit, or an end of the recording.
     Continue {
         /// The VMs searched.
@@ -81,6 +103,15 @@ pub enum Outcome {
     Choose(Vec<FrameEnd>),
 }
 
+/// The outcome of a continue.
+fn stopped(stop: StopReason) -> Outcome {
+    match stop {
+        StopReason::Hit(hit) => Outcome::Hit(hit),
+        StopReason::EndOfHistory(dir) => Outcome::End(dir),
+        StopReason::Cancelled => Outcome::Cancelled,
+    }
+}
+
 impl Session {
     /// Performs a move. `progress` gets the fraction done of a long search.
     pub fn perform(&mut self, mv: &Move, progress: &(dyn Fn(f64) + Sync)) -> Result<Outcome, SessionError> {
@@ -107,11 +138,26 @@ impl Session {
             }
             Move::Event { dir, filter } => self.step_event(*dir, filter),
             Move::Follow { event, to } => self.follow(*event, *to),
-            Move::Continue { scope, dir } => Ok(match self.continue_(*scope, *dir, progress)? {
-                StopReason::Hit(hit) => Outcome::Hit(hit),
-                StopReason::EndOfHistory(dir) => Outcome::End(dir),
-                StopReason::Cancelled => Outcome::Cancelled,
-            }),
+            Move::Continue { scope, dir } => Ok(stopped(self.continue_(*scope, *dir, progress)?)),
+            Move::Finish { vm } => {
+                let done = self.finish(*vm, progress)?;
+                Ok(self.returned(done))
+            }
+            Move::Next { vm, range } => {
+                let done = self.next(*vm, *range, progress)?;
+                Ok(self.returned(done))
+            }
+            Move::Until { vm, addr } => {
+                let done = self.until(*vm, *addr, progress)?;
+                Ok(self.returned(done))
+            }
+        }
+    }
+
+    fn returned(&self, done: Returned) -> Outcome {
+        match done {
+            Returned::Yes(pos) => self.moved(pos),
+            Returned::No(stop) => stopped(stop),
         }
     }
 

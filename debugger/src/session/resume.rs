@@ -1,14 +1,34 @@
 //! Continue and reverse-continue to breakpoints and watchpoints, and the
-//! last write of a range of memory.
+//! last write of a range of memory, replaying only the checkpoint slices
+//! the execution index says can hold a hit.
 
 use std::sync::atomic::Ordering;
 
-use super::search::{self, Probes};
+use vmrr_backend::Machine;
+
+use super::probes::Probes;
+use super::search::{Search, SliceFilter};
 use super::{
-    rounds, Direction, Hit, Pos, Scope, Session, SessionError, StopReason, VmId, WatchKind, Watchpoint,
+    ix, rounds, Direction, Hit, Live, Pos, Scope, Session, SessionError, StopReason, VmId, WatchKind,
 };
+use super::{Watchpoint, MAX_WATCH_BYTES};
 
 impl Session {
+    /// The probes that apply to `vm`, and which of its slices can hold a hit.
+    fn probes_of(&mut self, vm: VmId) -> Result<(Probes, SliceFilter), SessionError> {
+        let probes = Probes::for_vm(ix(vm), &self.breakpoints, &self.watchpoints);
+        let trace = self.trace.clone();
+        let filter = SliceFilter::new(&trace, ix(vm), &probes, self.machine(vm)?)?;
+        Ok((probes, filter))
+    }
+
+    /// Whether the trace's execution index covers every slice of `vm` (else
+    /// searches replay what it does not cover: correct, but slower; `vmrr
+    /// index` builds it).
+    pub fn has_exec_index(&self, vm: VmId) -> Result<bool, SessionError> {
+        Ok(self.trace.exec_index(ix(vm))?.iter().all(Option::is_some))
+    }
+
     /// Continues forward or backward until a breakpoint or watchpoint hit in
     /// `scope`, the end of the recording, or cancellation. The first hit in
     /// the cluster order wins (the last one going backward). `progress`
@@ -20,13 +40,6 @@ impl Session {
         progress: &(dyn Fn(f64) + Sync),
     ) -> Result<StopReason, SessionError> {
         self.cancel.store(false, Ordering::Relaxed);
-        if dir == Direction::Backward {
-            // Breakpoints only: replay long runs of slices per core.
-            let cancel = self.cancel.clone();
-            if let Some(result) = rounds::continue_backward(self, scope, &cancel, progress) {
-                return result;
-            }
-        }
         let vms: Vec<VmId> = match scope {
             Scope::Vm(vm) => {
                 self.check_vm(vm)?;
@@ -34,49 +47,88 @@ impl Session {
             }
             Scope::Cluster => self.vm_ids().collect(),
         };
-        let mut best: Option<Hit> = None;
+        let mut filters = Vec::new();
         for &vm in &vms {
-            let from = self.position(vm)?;
-            let probes = Probes::for_vm(vm as usize, &self.breakpoints, &self.watchpoints);
-            let hit = match dir {
-                Direction::Forward => {
-                    let limit = best.as_ref().map(|b| b.pos.vtime_ns);
-                    search::forward(
-                        &self.trace,
-                        vm as usize,
-                        from,
-                        &probes,
-                        limit,
-                        &self.cancel,
-                        progress,
-                    )?
+            filters.push((vm, self.probes_of(vm)?));
+        }
+        let searched = filters.len().max(1) as f64;
+        let best = match dir {
+            Direction::Backward => {
+                let unindexed_breakpoints_only = filters
+                    .iter()
+                    .all(|(_, (p, f))| p.watchpoints.is_empty() && !f.complete());
+                if unindexed_breakpoints_only {
+                    // No index: replay long runs of slices per core instead.
+                    let cancel = self.cancel.clone();
+                    if let Some(result) = rounds::continue_backward(self, scope, &cancel, progress) {
+                        return result;
+                    }
                 }
-                Direction::Backward => search::backward(
-                    &self.trace,
-                    vm as usize,
-                    from,
-                    &probes,
-                    self.jobs,
-                    &self.cancel,
-                    progress,
-                )?,
-            };
-            if self.cancel.load(Ordering::Relaxed) {
-                return Ok(StopReason::Cancelled);
-            }
-            if let Some(hit) = hit {
-                let better = match (&best, dir) {
-                    (None, _) => true,
-                    (Some(b), Direction::Forward) => hit.pos < b.pos,
-                    (Some(b), Direction::Backward) => hit.pos > b.pos,
-                };
-                if better {
-                    best = Some(hit);
+                let mut best: Option<Hit> = None;
+                for (i, (vm, (probes, filter))) in filters.iter().enumerate() {
+                    if probes.breakpoints.is_empty() && probes.watchpoints.is_empty() {
+                        continue;
+                    }
+                    let from = self.position(*vm)?.icount;
+                    let share = |f: f64| progress((i as f64 + f) / searched);
+                    let trace = self.trace.clone();
+                    let search = Search {
+                        trace: &trace,
+                        vm: ix(*vm),
+                        probes,
+                        filter,
+                        cancel: &self.cancel,
+                        progress: &share,
+                    };
+                    let hit = search.backward(from, self.jobs)?;
+                    if let Some(hit) = hit.filter(|h| best.as_ref().is_none_or(|b| h.pos > b.pos)) {
+                        best = Some(hit);
+                    }
                 }
+                best.map(|hit| (hit, None))
             }
+            Direction::Forward => {
+                let mut best: Option<(Hit, Option<(Machine, usize)>)> = None;
+                for (i, (vm, (probes, filter))) in filters.iter().enumerate() {
+                    if probes.breakpoints.is_empty() && probes.watchpoints.is_empty() {
+                        continue;
+                    }
+                    self.materialise(*vm)?;
+                    // The search runs the live machine itself: the span is replayed once.
+                    let Some(live) = self.vms[ix(*vm)].live.take() else {
+                        continue;
+                    };
+                    self.vms[ix(*vm)].dense.forget();
+                    let limit = best.as_ref().map(|(b, _)| b.pos.vtime_ns);
+                    let share = |f: f64| progress((i as f64 + f) / searched);
+                    let trace = self.trace.clone();
+                    let start = (live.machine, live.next_input);
+                    let search = Search {
+                        trace: &trace,
+                        vm: ix(*vm),
+                        probes,
+                        filter,
+                        cancel: &self.cancel,
+                        progress: &share,
+                    };
+                    let found = search.forward(start, limit)?;
+                    if let Some((hit, m, next)) = found {
+                        if best.as_ref().is_none_or(|(b, _)| hit.pos < b.pos) {
+                            best = Some((hit, Some((m, next))));
+                        }
+                    }
+                }
+                best
+            }
+        };
+        if self.cancel.load(Ordering::Relaxed) {
+            return Ok(StopReason::Cancelled);
         }
         match best {
-            Some(hit) => {
+            Some((hit, machine)) => {
+                if let Some((machine, next_input)) = machine {
+                    self.vms[ix(hit.pos.vm)].live = Some(Live { machine, next_input });
+                }
                 self.goto(hit.pos.vm, hit.pos.icount)?;
                 Ok(StopReason::Hit(hit))
             }
@@ -108,27 +160,28 @@ impl Session {
         addr: u64,
         len: u64,
     ) -> Result<Option<Pos>, SessionError> {
-        let from = self.position(vm)?;
-        let wp = Watchpoint {
-            addr,
-            len: len.clamp(1, super::MAX_WATCH_BYTES),
-            kind: WatchKind::Write,
-            vm: Some(vm),
-        };
+        let from = self.position(vm)?.icount;
         let probes = Probes {
             breakpoints: Vec::new(),
-            watchpoints: vec![wp],
+            watchpoints: vec![Watchpoint {
+                addr,
+                len: len.clamp(1, MAX_WATCH_BYTES),
+                kind: WatchKind::Write,
+                vm: Some(vm),
+            }],
         };
+        let trace = self.trace.clone();
+        let filter = SliceFilter::new(&trace, ix(vm), &probes, self.machine(vm)?)?;
         self.cancel.store(false, Ordering::Relaxed);
-        let hit = search::backward(
-            &self.trace,
-            vm as usize,
-            from,
-            &probes,
-            self.jobs,
-            &self.cancel,
-            &|_| {},
-        )?;
+        let search = Search {
+            trace: &trace,
+            vm: ix(vm),
+            probes: &probes,
+            filter: &filter,
+            cancel: &self.cancel,
+            progress: &|_| {},
+        };
+        let hit = search.backward(from, self.jobs)?;
         Ok(hit.map(|h| h.pos))
     }
 }

@@ -18,9 +18,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::search::pos_of;
+use super::probes::pos_of;
 use super::{Direction, Hit, HitKind, Scope, Session, SessionError, StopReason, VmId};
-use crate::trace::replay::Trace;
+use crate::trace::Trace;
 use crate::trace::TraceError;
 use vmrr_backend::Machine;
 

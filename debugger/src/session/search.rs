@@ -1,334 +1,260 @@
-//! Finding the next or previous breakpoint or watchpoint hit of one VM.
+//! Finding the next or previous breakpoint or watchpoint hit of one VM,
+//! replaying only the checkpoint slices that can hold it.
 //!
-//! Forward runs the live machine step by step. Backward searches the
-//! checkpoint slices before the cursor, newest first, several at a time in
-//! parallel, each from its own freshly restored machine; the newest slice
-//! with a hit holds the answer (its last hit).
+//! The execution index says, per slice, which instruction addresses ran and
+//! which memory was written. A slice whose index shows none of the
+//! breakpoints' addresses and none of the watched memory cannot hold a hit,
+//! and is skipped; every other slice — and every slice the trace has no
+//! index for — is replayed exactly. So the index only ever removes work: the
+//! stop is always found by replay.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use iced_x86::{Decoder, DecoderOptions, InstructionInfoFactory, OpAccess, Register};
-use vmrr_backend::regs::SubRegister;
 use vmrr_backend::Machine;
+use vmrr_index::ExecSliceRow;
 
-use super::{Breakpoint, Pos, VmId, WatchKind, Watchpoint};
-use crate::trace::replay::Trace;
+use super::probes::{pos_of, read_watch, step_and_check, Hit, HitKind, Probes};
+use super::WatchKind;
+use crate::trace::Trace;
 use crate::trace::TraceError;
 
 /// Steps run between two looks at the cancel flag on the fast paths.
 const CHUNK: u64 = 50_000;
 
-/// What was hit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HitKind {
-    /// The instruction at this address is about to run.
-    Breakpoint {
-        /// The breakpoint's address.
-        addr: u64,
-    },
-    /// A watched range was accessed.
-    Watch {
-        /// The watchpoint.
-        watch: Watchpoint,
-        /// Its bytes before the access.
-        old: Vec<u8>,
-        /// Its bytes after.
-        new: Vec<u8>,
-    },
+/// Which slices of one VM can hold a hit of some probes.
+pub(super) struct SliceFilter {
+    /// The execution index, slice by slice.
+    rows: Arc<[Option<ExecSliceRow>]>,
+    /// Breakpoint addresses, sorted.
+    addrs: Vec<u64>,
+    /// Guest-physical ranges of the write watchpoints.
+    writes: Vec<(u64, u64)>,
+    /// Something the index cannot answer (a read watchpoint, a watched
+    /// address that does not translate): every slice is a candidate.
+    blind: bool,
 }
 
-/// A hit and where it happened. For a breakpoint, the position is before the
-/// instruction at the breakpoint. For a watchpoint found going forward it is
-/// just after the accessing instruction; going backward it is just before it
-/// (so the accessing instruction is the next to run), as gdb shows them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hit {
-    /// Where.
-    pub pos: Pos,
-    /// What.
-    pub kind: HitKind,
-}
-
-/// Where `m` (the machine of VM `vm`) stands.
-pub(super) fn pos_of(vm: usize, m: &Machine) -> Pos {
-    Pos::new(vm as VmId, m.icount(), m.vtime_ns())
-}
-
-/// The breakpoints and watchpoints that apply to one VM.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Probes {
-    pub breakpoints: Vec<u64>,
-    pub watchpoints: Vec<Watchpoint>,
-}
-
-impl Probes {
-    pub fn for_vm(vm: usize, bps: &[Breakpoint], wps: &[Watchpoint]) -> Probes {
-        Probes {
-            breakpoints: bps
-                .iter()
-                .filter(|b| b.vm.is_none_or(|v| v as usize == vm))
-                .map(|b| b.addr)
-                .collect(),
-            watchpoints: wps
-                .iter()
-                .filter(|w| w.vm.is_none_or(|v| v as usize == vm))
-                .copied()
-                .collect(),
-        }
-    }
-
-    fn needs_decode(&self) -> bool {
-        self.watchpoints.iter().any(|w| w.kind != WatchKind::Write)
-    }
-}
-
-fn read_watch(m: &Machine, w: &Watchpoint) -> Vec<u8> {
-    let mut buf = vec![0u8; w.len as usize];
-    let n = m.read_virt(w.addr, &mut buf);
-    buf.truncate(n);
-    buf
-}
-
-/// The guest-virtual memory the next instruction reads and writes.
-fn accesses(m: &Machine) -> Vec<(u64, u64, bool, bool)> {
-    let regs = m.regs();
-    let sregs = m.sregs();
-    let mut bytes = [0u8; 15];
-    let n = m.read_virt(regs.rip, &mut bytes);
-    let mut decoder = Decoder::with_ip(m.bitness(), &bytes[..n], regs.rip, DecoderOptions::NONE);
-    let instr = decoder.decode();
-    let mut factory = InstructionInfoFactory::new();
-    let info = factory.info(&instr);
-    // Address registers: any width of a GPR or RIP, and segment bases
-    // (only FS and GS have one in long mode).
-    let value = |reg: Register| -> Option<u64> {
-        use Register as R;
-        if let Some(part) = SubRegister::from_iced(reg) {
-            return Some(part.read(&regs));
-        }
-        match reg {
-            R::FS => Some(sregs.fs.base),
-            R::GS => Some(sregs.gs.base),
-            R::ES | R::CS | R::SS | R::DS | R::None => Some(0),
-            _ => None,
-        }
-    };
-    let mut out = Vec::new();
-    for mem in info.used_memory() {
-        let Some(addr) = mem.virtual_address(0, |reg, _, _| value(reg)) else {
-            continue;
-        };
-        // rep string instructions report size 0: count RCX elements instead.
-        let size = match mem.memory_size().size() {
-            0 => regs.rcx.clamp(1, 1 << 20),
-            s => s as u64,
-        };
-        let (read, write) = match mem.access() {
-            OpAccess::Read | OpAccess::CondRead => (true, false),
-            OpAccess::Write | OpAccess::CondWrite => (false, true),
-            OpAccess::ReadWrite | OpAccess::ReadCondWrite => (true, true),
-            _ => (false, false),
-        };
-        out.push((addr, size, read, write));
-    }
-    out
-}
-
-fn overlaps(a: u64, alen: u64, b: u64, blen: u64) -> bool {
-    a < b.saturating_add(blen) && b < a.saturating_add(alen)
-}
-
-/// Steps `m` once and says what it hit. `pre` is the position before the step.
-fn step_and_check(
-    trace: &Trace,
-    vm: usize,
-    m: &mut Machine,
-    next: &mut usize,
-    probes: &Probes,
-    old: &mut [Vec<u8>],
-    backward: bool,
-) -> Result<Option<Hit>, TraceError> {
-    let pre = pos_of(vm, m);
-    let mut reads = Vec::new();
-    if probes.needs_decode() {
-        reads = accesses(m);
-    }
-    trace.run_to(vm, m, next, pre.icount + 1, usize::MAX)?;
-    let post = pos_of(vm, m);
-    let mut hit = None;
-    for (i, w) in probes.watchpoints.iter().enumerate() {
-        let now = read_watch(m, w);
-        let changed = now != old[i];
-        let touched = reads.iter().any(|&(a, len, r, wr)| {
-            overlaps(a, len, w.addr, w.len)
-                && match w.kind {
-                    WatchKind::Read => r,
-                    WatchKind::Access => r || wr,
-                    WatchKind::Write => false,
+impl SliceFilter {
+    /// The filter for `probes` of `vm`; `m` (the VM at the cursor)
+    /// translates watched addresses through its page tables.
+    pub(super) fn new(
+        trace: &Trace,
+        vm: usize,
+        probes: &Probes,
+        m: &Machine,
+    ) -> Result<SliceFilter, TraceError> {
+        let mut addrs = probes.breakpoints.clone();
+        addrs.sort_unstable();
+        addrs.dedup();
+        let mut writes = Vec::new();
+        let mut blind = false;
+        for w in &probes.watchpoints {
+            if w.kind != WatchKind::Write {
+                blind = true;
+                continue;
+            }
+            // Page by page: each may map elsewhere.
+            let end = w.addr.saturating_add(w.len);
+            let mut at = w.addr;
+            while at < end {
+                let page_end = (at | 0xfff).saturating_add(1).min(end);
+                match m.translate(at) {
+                    Some(pa) => writes.push((pa, page_end - at)),
+                    None => blind = true,
                 }
-        });
-        if (w.kind != WatchKind::Read && changed) || touched {
-            let pos = if backward { pre } else { post };
-            hit = Some(Hit {
-                pos,
-                kind: HitKind::Watch {
-                    watch: *w,
-                    old: old[i].clone(),
-                    new: now.clone(),
-                },
-            });
+                if page_end <= at {
+                    break;
+                }
+                at = page_end;
+            }
         }
-        old[i] = now;
+        Ok(SliceFilter {
+            rows: trace.exec_index(vm)?,
+            addrs,
+            writes,
+            blind,
+        })
     }
-    if hit.is_none() && !backward && post.icount != pre.icount && probes.breakpoints.contains(&m.regs().rip) {
-        hit = Some(Hit {
-            pos: post,
-            kind: HitKind::Breakpoint { addr: m.regs().rip },
-        });
+
+    /// Whether slice `k` must be replayed.
+    pub(super) fn may_hit(&self, k: usize) -> bool {
+        match self.rows.get(k) {
+            Some(Some(row)) if !self.blind => {
+                row.ran_any(&self.addrs) || self.writes.iter().any(|&(pa, len)| row.may_write(pa, len))
+            }
+            _ => true,
+        }
     }
-    Ok(hit)
+
+    /// Whether the index answers for every slice (else searches fall back,
+    /// in part, to replaying everything).
+    pub(super) fn complete(&self) -> bool {
+        !self.blind && self.rows.iter().all(Option::is_some)
+    }
 }
 
-/// Runs `m` forward from where it stands until the first hit, the end of the
-/// trace, `vtime_limit`, or cancellation. The machine is left where it stopped.
+/// Runs `m` forward from where it stands until the first hit before `end`,
+/// `vtime_limit`, or cancellation. The machine is left where it stopped.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn forward_live(
+fn run_until_hit(
     trace: &Trace,
     vm: usize,
     m: &mut Machine,
     next: &mut usize,
     probes: &Probes,
+    end: u64,
     vtime_limit: Option<u64>,
     cancel: &AtomicBool,
-    progress: &(dyn Fn(f64) + Sync),
 ) -> Result<Option<Hit>, TraceError> {
-    let end = trace.end_icount(vm);
-    let start = m.icount();
-    if probes.watchpoints.is_empty() && vtime_limit.is_none() {
+    let past_limit = |m: &Machine| vtime_limit.is_some_and(|t| m.vtime_ns() > t);
+    if probes.watchpoints.is_empty() {
         // Breakpoints only: the engine checks them between steps at full speed.
         m.set_breakpoints(&probes.breakpoints);
-        while m.icount() < end && m.finished().is_none() {
-            let chunk_end = end.min(m.icount() + CHUNK);
+        let found = loop {
+            if m.icount() >= end || m.finished().is_some() {
+                break None;
+            }
             let before = m.icount();
-            trace.run_to(vm, m, next, chunk_end, usize::MAX)?;
+            trace.run_to(vm, m, next, end.min(before + CHUNK), usize::MAX)?;
             if let Some(addr) = m.breakpoint_hit() {
-                m.set_breakpoints(&[]);
-                let pos = pos_of(vm, m);
-                return Ok(Some(Hit {
-                    pos,
+                break Some(Hit {
+                    pos: pos_of(vm, m),
                     kind: HitKind::Breakpoint { addr },
-                }));
+                });
             }
-            if cancel.load(Ordering::Relaxed) || m.icount() == before {
-                break;
+            if cancel.load(Ordering::Relaxed) || m.icount() == before || past_limit(m) {
+                break None;
             }
-            progress((m.icount() - start) as f64 / (end - start).max(1) as f64);
-        }
+        };
         m.set_breakpoints(&[]);
-        return Ok(None);
+        return Ok(found);
     }
     let mut old: Vec<Vec<u8>> = probes.watchpoints.iter().map(|w| read_watch(m, w)).collect();
     while m.icount() < end {
         if let Some(hit) = step_and_check(trace, vm, m, next, probes, &mut old, false)? {
             return Ok(Some(hit));
         }
-        if m.finished().is_some() || vtime_limit.is_some_and(|t| m.vtime_ns() > t) {
+        if m.finished().is_some() || past_limit(m) {
             return Ok(None);
         }
-        if m.icount().is_multiple_of(4096) {
+        if m.icount().is_multiple_of(4096) && cancel.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// One VM's search: what to look for, where the index allows it, and how
+/// to stop and report.
+pub(super) struct Search<'a> {
+    /// The trace.
+    pub trace: &'a Trace,
+    /// The VM (as a trace index).
+    pub vm: usize,
+    /// What counts as a hit.
+    pub probes: &'a Probes,
+    /// Which slices can hold one.
+    pub filter: &'a SliceFilter,
+    /// Set from another thread to stop.
+    pub cancel: &'a AtomicBool,
+    /// Gets the fraction done.
+    pub progress: &'a (dyn Fn(f64) + Sync),
+}
+
+impl Search<'_> {
+    /// The first hit after where `start` stands (its machine and the inputs it
+    /// has taken), replaying only the slices the filter admits, none that
+    /// starts after `vtime_limit`. Returns the hit with the machine standing at
+    /// it, so the caller moves there without replaying again.
+    pub(super) fn forward(
+        &self,
+        start: (Machine, usize),
+        vtime_limit: Option<u64>,
+    ) -> Result<Option<(Hit, Machine, usize)>, TraceError> {
+        let Search {
+            trace,
+            vm,
+            probes,
+            filter,
+            cancel,
+            progress,
+        } = *self;
+        let cps = trace.checkpoints(vm);
+        let from = start.0.icount();
+        let first = cps.iter().rposition(|c| c.icount <= from).unwrap_or(0);
+        let slices = cps.len().saturating_sub(1);
+        let mut start = Some(start);
+        for k in first..slices {
+            if cancel.load(Ordering::Relaxed) || vtime_limit.is_some_and(|t| cps[k].vtime_ns > t) {
+                break;
+            }
+            if !filter.may_hit(k) {
+                continue;
+            }
+            let (mut m, mut next) = match start.take() {
+                Some(s) if k == first => s,
+                _ => trace.machine_at_checkpoint(vm, k)?,
+            };
+            let end = cps[k + 1].icount;
+            if let Some(hit) = run_until_hit(trace, vm, &mut m, &mut next, probes, end, vtime_limit, cancel)?
+            {
+                return Ok(Some((hit, m, next)));
+            }
+            progress((k + 1 - first) as f64 / (slices - first).max(1) as f64);
+        }
+        Ok(None)
+    }
+
+    /// The last hit strictly before icount `from`, replaying the slices the
+    /// filter admits, newest first, `jobs` at a time.
+    pub(super) fn backward(&self, from: u64, jobs: usize) -> Result<Option<Hit>, TraceError> {
+        let Search {
+            trace,
+            vm,
+            probes,
+            filter,
+            cancel,
+            progress,
+        } = *self;
+        let cps = trace.checkpoints(vm);
+        // (checkpoint index, slice start, slice end), newest first.
+        let slices: Vec<(usize, u64, u64)> = (0..cps.len())
+            .rev()
+            .filter(|&k| cps[k].icount < from && filter.may_hit(k))
+            .map(|k| {
+                let end = cps.get(k + 1).map(|c| c.icount).unwrap_or(u64::MAX).min(from);
+                (k, cps[k].icount, end)
+            })
+            .collect();
+        let total = slices.len().max(1);
+        for (batch_no, batch) in slices.chunks(jobs.max(1)).enumerate() {
+            let results: Mutex<Vec<SliceOutcome>> = Mutex::new(Vec::new());
+            std::thread::scope(|scope| {
+                for (i, &(k, start, end)) in batch.iter().enumerate() {
+                    let results = &results;
+                    scope.spawn(move || {
+                        let r = scan_slice(trace, vm, k, start, end, probes, cancel);
+                        if let Ok(mut all) = results.lock() {
+                            all.push((i, r));
+                        }
+                    });
+                }
+            });
+            let mut results = results.into_inner().unwrap_or_default();
+            results.sort_by_key(|(i, _)| *i);
+            for (_, r) in results {
+                if let Some(hit) = r? {
+                    return Ok(Some(hit));
+                }
+            }
             if cancel.load(Ordering::Relaxed) {
                 return Ok(None);
             }
-            progress((m.icount() - start) as f64 / (end - start).max(1) as f64);
+            progress(((batch_no + 1) * jobs.max(1)).min(total) as f64 / total as f64);
         }
+        Ok(None)
     }
-    Ok(None)
-}
-
-/// Forward search from `from` on a machine of its own.
-pub(super) fn forward(
-    trace: &Trace,
-    vm: usize,
-    from: Pos,
-    probes: &Probes,
-    vtime_limit: Option<u64>,
-    cancel: &AtomicBool,
-    progress: &(dyn Fn(f64) + Sync),
-) -> Result<Option<Hit>, TraceError> {
-    let mut m = trace.seek(vm, from.icount)?;
-    // seek delivered every input recorded at or before `from`.
-    let mut next = trace
-        .inputs(vm)
-        .iter()
-        .take_while(|i| i.icount <= from.icount)
-        .count();
-    forward_live(
-        trace,
-        vm,
-        &mut m,
-        &mut next,
-        probes,
-        vtime_limit,
-        cancel,
-        progress,
-    )
-}
-
-/// The last hit of `vm` strictly before `from`, searching the checkpoint
-/// slices newest first, `jobs` at a time.
-pub(super) fn backward(
-    trace: &Trace,
-    vm: usize,
-    from: Pos,
-    probes: &Probes,
-    jobs: usize,
-    cancel: &AtomicBool,
-    progress: &(dyn Fn(f64) + Sync),
-) -> Result<Option<Hit>, TraceError> {
-    let cps = trace.checkpoints(vm);
-    // (checkpoint index, slice start, slice end), newest first.
-    let slices: Vec<(usize, u64, u64)> = (0..cps.len())
-        .rev()
-        .filter(|&k| cps[k].icount < from.icount)
-        .map(|k| {
-            (
-                k,
-                cps[k].icount,
-                cps.get(k + 1)
-                    .map(|c| c.icount)
-                    .unwrap_or(u64::MAX)
-                    .min(from.icount),
-            )
-        })
-        .collect();
-    let total = slices.len().max(1);
-    for (batch_no, batch) in slices.chunks(jobs.max(1)).enumerate() {
-        let results: Mutex<Vec<SliceOutcome>> = Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for (i, &(k, start, end)) in batch.iter().enumerate() {
-                let results = &results;
-                scope.spawn(move || {
-                    let r = scan_slice(trace, vm, k, start, end, probes, cancel);
-                    if let Ok(mut all) = results.lock() {
-                        all.push((i, r));
-                    }
-                });
-            }
-        });
-        let mut results = results.into_inner().unwrap_or_default();
-        results.sort_by_key(|(i, _)| *i);
-        for (_, r) in results {
-            if let Some(hit) = r? {
-                return Ok(Some(hit));
-            }
-        }
-        if cancel.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
-        progress(((batch_no + 1) * jobs.max(1)).min(total) as f64 / total as f64);
-    }
-    Ok(None)
 }
 
 /// A slice's place in its batch, and its last hit.
@@ -353,7 +279,7 @@ fn scan_slice(
             pos: pos_of(vm, m),
             kind: HitKind::Breakpoint { addr: m.regs().rip },
         };
-        if m.icount() < end && probes.breakpoints.contains(&m.regs().rip) {
+        if m.icount() < end && !m.is_halted() && probes.breakpoints.contains(&m.regs().rip) {
             last = Some(hit_here(&m));
         }
         m.set_breakpoints(&probes.breakpoints);
@@ -377,7 +303,7 @@ fn scan_slice(
     let mut last = None;
     while m.icount() < end && m.finished().is_none() {
         // A breakpoint hit is a position before the instruction at it.
-        if probes.breakpoints.contains(&m.regs().rip) {
+        if !m.is_halted() && probes.breakpoints.contains(&m.regs().rip) {
             last = Some(Hit {
                 pos: pos_of(vm, &m),
                 kind: HitKind::Breakpoint { addr: m.regs().rip },

@@ -16,7 +16,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::search::{self, pos_of, Probes};
+use super::probes::{pos_of, Probes};
+use super::search::{Search, SliceFilter};
 use super::{ix, Direction, Hit, HitKind, Pos, Scope, Session, SessionError, StopReason, VmId};
 
 /// How a continue that reports every simultaneous hit ended.
@@ -117,28 +118,25 @@ impl Session {
             return Ok(None);
         }
         let trace = self.trace.clone();
+        let filter = SliceFilter::new(&trace, ix(vm), &probes, self.machine(vm)?)?;
         let due = trace.inputs(ix(vm)).partition_point(|i| i.icount <= last.icount);
         self.bring_to_icount(vm, last.icount, due)?;
-        let cancel = self.cancel.clone();
-        let slot = &mut self.vms[ix(vm)];
-        let Some(live) = slot.live.as_mut() else {
+        // The search runs the live machine itself (as `continue_` does); the
+        // next materialisation starts afresh.
+        let Some(live) = self.vms[ix(vm)].live.take() else {
             return Ok(None);
         };
-        let found = search::forward_live(
-            &trace,
-            ix(vm),
-            &mut live.machine,
-            &mut live.next_input,
-            &probes,
-            Some(t),
-            &cancel,
-            &|_| {},
-        )?;
-        // The live machine ran ahead of the cursor: let the dense snapshots
-        // know which pages it changed, so that the next materialisation
-        // restores them.
-        slot.dense.note_run(&mut live.machine)?;
-        Ok(found.filter(|h| h.pos.vtime_ns == t))
+        self.vms[ix(vm)].dense.forget();
+        let search = Search {
+            trace: &trace,
+            vm: ix(vm),
+            probes: &probes,
+            filter: &filter,
+            cancel: &self.cancel,
+            progress: &|_| {},
+        };
+        let found = search.forward((live.machine, live.next_input), Some(t))?;
+        Ok(found.map(|(hit, _, _)| hit).filter(|h| h.pos.vtime_ns == t))
     }
 
     /// The hit VM `vm` makes at time `t` going backward, if any, given that
@@ -172,8 +170,16 @@ impl Session {
             return Ok(None);
         }
         // A watchpoint: the search replays the slice holding that instruction.
-        let after = Pos::new(vm, last.icount + 1, t);
-        let found = search::backward(&trace, ix(vm), after, &probes, self.jobs, &self.cancel, &|_| {})?;
+        let filter = SliceFilter::new(&trace, ix(vm), &probes, self.machine(vm)?)?;
+        let search = Search {
+            trace: &trace,
+            vm: ix(vm),
+            probes: &probes,
+            filter: &filter,
+            cancel: &self.cancel,
+            progress: &|_| {},
+        };
+        let found = search.backward(last.icount + 1, self.jobs)?;
         Ok(found.filter(|h| h.pos.icount == last.icount && h.pos.vtime_ns == t))
     }
 }

@@ -11,15 +11,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use vmrr_backend::{EventKind as VmEvent, Machine, Stop};
-use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate as IndexFate, FrameRow, Index, VmRow};
+use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, FrameRow, Index, VmRow};
 
 use super::checkpoint::CheckpointFile;
+use super::codec::RowEncoder;
+use super::exec_index::slice_row;
+use super::output::OutputDir;
 use super::pages::{dir_bytes, PageStore, PAGE_BYTES};
-use super::{file_hash, TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR};
+use super::{TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR};
 use crate::cluster::config::FaultKind;
-use crate::cluster::{
-    Cluster, ClusterConfig, ClusterEvent, ClusterOptions, ClusterStop, FrameFate, FrameRecord,
-};
+use crate::cluster::{Cluster, ClusterConfig, ClusterEvent, ClusterOptions, ClusterStop, FrameRecord};
 
 /// Default steps between two checkpoints of a VM: small enough that seeking
 /// anywhere replays at most ~0.17 s at this host's ~120k steps/s.
@@ -36,6 +37,8 @@ pub struct RecordOptions {
     pub max_steps: u64,
     /// Stop at this virtual time.
     pub max_vtime_ns: u64,
+    /// Replace the output folder if it already holds a trace.
+    pub force: bool,
 }
 
 impl Default for RecordOptions {
@@ -45,6 +48,7 @@ impl Default for RecordOptions {
             jobs: usize::MAX,
             max_steps: 100_000_000,
             max_vtime_ns: u64::MAX,
+            force: false,
         }
     }
 }
@@ -82,8 +86,8 @@ struct VmRecorder {
     last_checkpoint: Option<u64>,
     /// Frames handed to the VM so far (replay inputs consumed).
     inputs: u64,
-    /// A console run being gathered: first byte's icount and vtime, bytes.
-    console: Option<(u64, u64, Vec<u8>)>,
+    /// Its events as index rows.
+    rows: RowEncoder,
 }
 
 fn stop_text(stop: Option<&Stop>) -> String {
@@ -91,17 +95,6 @@ fn stop_text(stop: Option<&Stop>) -> String {
         Some(Stop::Limit) => "step limit reached".into(),
         Some(s) => s.to_string(),
         None => "still running when the recording ended".into(),
-    }
-}
-
-fn index_fate(fate: &FrameFate) -> IndexFate {
-    match fate {
-        FrameFate::InFlight => IndexFate::InFlight,
-        FrameFate::Received { .. } => IndexFate::Received,
-        FrameFate::Partitioned => IndexFate::Partitioned,
-        FrameFate::Dropped => IndexFate::Dropped,
-        FrameFate::Overflow => IndexFate::Overflow,
-        FrameFate::ReceiverStopped => IndexFate::ReceiverStopped,
     }
 }
 
@@ -123,57 +116,21 @@ struct Recorder {
 
 impl Recorder {
     fn flush_console(&mut self, vm: usize) -> Result<(), TraceError> {
-        if let Some((icount, vtime, bytes)) = self.vms[vm].console.take() {
-            let mut row = EventRow::new(vm as u32, icount, vtime, EventKind::Console);
-            match String::from_utf8(bytes) {
-                Ok(text) => row = row.with_text(text),
-                Err(e) => {
-                    let bytes = e.into_bytes();
-                    row = row
-                        .with_text(String::from_utf8_lossy(&bytes).into_owned())
-                        .with_payload(bytes);
-                }
-            }
+        if let Some(row) = self.vms[vm].rows.flush() {
             self.index.add_event(&row)?;
         }
         Ok(())
     }
 
     fn add(&mut self, e: &ClusterEvent) -> Result<(), TraceError> {
-        let vm = e.vm;
-        let (icount, vtime) = (e.event.icount, e.event.vtime_ns);
-        if let VmEvent::Console(b) = e.event.kind {
-            let run = self.vms[vm]
-                .console
-                .get_or_insert_with(|| (icount, vtime, Vec::new()));
-            run.2.push(b);
-            if b == b'\n' || run.2.len() >= 256 {
-                self.flush_console(vm)?;
-            }
-            return Ok(());
+        if matches!(e.event.kind, VmEvent::FrameReceived(_)) {
+            self.vms[e.vm].inputs += 1;
         }
-        let row = |kind| EventRow::new(vm as u32, icount, vtime, kind);
-        let event = match &e.event.kind {
-            VmEvent::Console(_) => return Ok(()),
-            VmEvent::Interrupt(v) => row(EventKind::Interrupt).with_value(*v as u64),
-            VmEvent::TscRead(v) => row(EventKind::Tsc).with_value(*v),
-            VmEvent::RandomRead(v) => row(EventKind::Rand).with_value(*v),
-            VmEvent::Marker { name, value } => row(EventKind::Marker)
-                .with_text(name.clone())
-                .with_value(*value as u64),
-            VmEvent::Halt => row(EventKind::Halt),
-            VmEvent::Wake { idle_ns } => row(EventKind::Wake).with_value(*idle_ns),
-            VmEvent::Exit(v) => row(EventKind::Exit).with_value(*v as u64),
-            VmEvent::FrameSent(_) => row(EventKind::FrameSent).with_value(e.frame.unwrap_or(u64::MAX)),
-            VmEvent::FrameReceived(bytes) => {
-                self.vms[vm].inputs += 1;
-                // The bytes are the replay input; they stay with the event.
-                row(EventKind::FrameRecv)
-                    .with_value(e.frame.unwrap_or(u64::MAX))
-                    .with_payload(bytes.clone())
-            }
-        };
-        self.index.add_event(&event)?;
+        let mut rows = Vec::new();
+        self.vms[e.vm].rows.push(&e.event, e.frame, &mut rows);
+        for row in &rows {
+            self.index.add_event(row)?;
+        }
         Ok(())
     }
 
@@ -181,10 +138,7 @@ impl Recorder {
     /// replaces rows it already has), then moves past those now final.
     fn write_frames(&mut self, frames: &[FrameRecord]) -> Result<(), TraceError> {
         for f in frames.iter().skip(self.frames_final) {
-            let (recv_icount, recv_vtime_ns) = match f.fate {
-                FrameFate::Received { icount, vtime_ns } => (Some(icount), Some(vtime_ns)),
-                _ => (None, None),
-            };
+            let (recv_icount, recv_vtime_ns) = f.received.unzip();
             self.index.add_frame(&FrameRow {
                 id: f.id,
                 src: f.src as u32,
@@ -195,13 +149,13 @@ impl Recorder {
                 arrival_ns: f.arrival_ns,
                 recv_icount,
                 recv_vtime_ns,
-                fate: index_fate(&f.fate),
+                fate: f.fate,
                 payload: None,
             })?;
         }
         while frames
             .get(self.frames_final)
-            .is_some_and(|f| !matches!(f.fate, FrameFate::InFlight))
+            .is_some_and(|f| f.fate != FrameFate::InFlight)
         {
             self.frames_final += 1;
         }
@@ -220,7 +174,17 @@ impl Recorder {
             return Ok(());
         }
         self.flush_console(vm)?;
-        let dirty = machine.take_dirty_pages().map_err(err)?;
+        let by_writer = machine.take_dirty_pages_by_writer().map_err(err)?;
+        let log = machine.take_exec_log();
+        if let Some(start) = self.vms[vm].last_checkpoint {
+            // The execution index of the slice that ends here.
+            self.index
+                .add_exec_slice(&slice_row(vm as u32, start, icount, log, &by_writer))?;
+        }
+        let mut dirty = by_writer.guest;
+        dirty.extend(by_writer.vmm);
+        dirty.sort_unstable();
+        dirty.dedup();
         let state = machine.capture_core().map_err(err)?;
         let hash = vmrr_backend::state::hex(&machine.state_hash().map_err(err)?);
         let mut changed = Vec::new();
@@ -250,13 +214,14 @@ impl Recorder {
             changed,
             zeroed,
         };
-        let rel = file.write(&self.out)?;
+        let (rel, file_hash) = file.write(&self.out)?;
         self.index.add_checkpoint(&CheckpointRow {
             vm: vm as u32,
             icount,
             vtime_ns: file.vtime_ns,
             state_hash: hash,
             manifest: rel.to_string_lossy().into_owned(),
+            file_hash: Some(file_hash),
         })?;
         self.index.add_event(&EventRow::new(
             vm as u32,
@@ -309,23 +274,35 @@ fn describe_fault(config: &ClusterConfig, kind: &FaultKind) -> (String, Vec<usiz
     }
 }
 
-/// Prepares an empty trace folder (refusing to overwrite anything).
-fn create_dir(out: &Path) -> Result<(), TraceError> {
-    if out.exists() {
-        let empty = std::fs::read_dir(out)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
-            return Err(TraceError::Invalid(format!(
-                "{} already exists and is not empty: choose another -o or remove it",
-                out.display()
-            )));
-        }
+/// Reads and checks every VM's name and image before anything is written,
+/// so that a bad image is named as the user gave it (not as the trace's
+/// copy) and a failed check leaves no folder behind. Returns each VM's
+/// image bytes, read once per distinct file.
+fn preflight(config: &ClusterConfig) -> Result<Vec<std::sync::Arc<Vec<u8>>>, TraceError> {
+    let mut read: BTreeMap<&Path, std::sync::Arc<Vec<u8>>> = BTreeMap::new();
+    let mut images = Vec::new();
+    for vm in &config.vms {
+        // The name becomes images/<name>.elf: it must be a plain file name.
+        crate::names::check_vm_name(&vm.name).map_err(|source| TraceError::Name {
+            name: crate::describe::printable(&vm.name),
+            source,
+        })?;
+        let err = |source| TraceError::Vm {
+            vm: vm.name.clone(),
+            source,
+        };
+        let bytes = match read.get(vm.image.as_path()) {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let bytes = std::sync::Arc::new(vmrr_backend::boot::read_image(&vm.image).map_err(err)?);
+                read.insert(&vm.image, bytes.clone());
+                bytes
+            }
+        };
+        vmrr_backend::boot::inspect(&vm.image, &bytes, vm.config.mem_bytes).map_err(err)?;
+        images.push(bytes);
     }
-    for dir in [out.to_path_buf(), out.join(IMAGES_DIR), out.join(PAGES_DIR)] {
-        std::fs::create_dir_all(&dir).map_err(|e| TraceError::io(&dir, e))?;
-    }
-    Ok(())
+    Ok(images)
 }
 
 /// Records `config` into the new trace folder `out`. `interrupted` stops the
@@ -338,21 +315,28 @@ pub fn record(
     interrupted: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<RecordSummary, TraceError> {
-    create_dir(out)?;
+    let images = preflight(config)?;
+    // Declared before everything that writes into it, so that on an early
+    // failure those are closed first and the folder then removed.
+    let mut folder = OutputDir::prepare(out, options.force)?;
     // The trace is self-contained: it runs its own copies of the images.
     let mut traced = config.clone();
     let mut index = Index::create(out.join(INDEX_FILE))?;
     for (i, vm) in config.vms.iter().enumerate() {
         let rel = image_path(&vm.name);
         let copy = out.join(&rel);
-        std::fs::copy(&vm.image, &copy).map_err(|e| TraceError::io(&vm.image, e))?;
+        std::fs::write(&copy, &*images[i]).map_err(|source| TraceError::CopyImage {
+            from: vm.image.clone(),
+            to: copy.clone(),
+            source,
+        })?;
         traced.vms[i].image = copy.clone();
         let mac: Vec<String> = vm.mac.iter().map(|b| format!("{b:02x}")).collect();
         index.set_vm(&VmRow {
             id: i as u32,
             name: vm.name.clone(),
             image: rel,
-            image_hash: file_hash(&copy)?,
+            image_hash: blake3::hash(&images[i]).to_hex().to_string(),
             mem_bytes: vm.config.mem_bytes,
             cmdline: vm.config.cmdline.clone(),
             instr_per_us: vm.config.instr_per_us,
@@ -384,22 +368,26 @@ pub fn record(
         index,
         store: PageStore::open(&out.join(PAGES_DIR))?,
         vms: (0..n)
-            .map(|_| VmRecorder {
+            .map(|vm| VmRecorder {
                 pages: BTreeMap::new(),
                 last_checkpoint: None,
                 inputs: 0,
-                console: None,
+                rows: RowEncoder::new(vm as u32),
             })
             .collect(),
         names: config.vms.iter().map(|v| v.name.clone()).collect(),
         checkpoints: 0,
         frames_final: 0,
     };
-    // Checkpoint 0: the booted images (the loader's pages are in the dirty log).
+    // Checkpoint 0: the booted images (the loader's pages are in the dirty
+    // log). From there on the engine logs what each VM runs and writes.
     for vm in 0..n {
         rec.checkpoint(vm, cluster.machine_mut(vm))?;
+        cluster.machine_mut(vm).set_exec_log(true);
     }
     rec.index.flush()?;
+    // From here the trace replays (to its last checkpoint) whatever happens.
+    folder.keep();
 
     let mut failure: Option<TraceError> = None;
     let mut last_progress = Instant::now();
@@ -429,7 +417,8 @@ pub fn record(
                 }
                 let mut flushed = false;
                 for vm in 0..n {
-                    let due = c.machine(vm).icount() >= rec.vms[vm].last_checkpoint.unwrap_or(0) + every;
+                    let due = c.machine(vm).icount()
+                        >= rec.vms[vm].last_checkpoint.unwrap_or(0).saturating_add(every);
                     if due && c.vm_stop(vm).is_none() {
                         rec.checkpoint(vm, c.machine_mut(vm))?;
                         flushed = true;

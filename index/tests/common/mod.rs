@@ -134,6 +134,7 @@ pub fn small_checkpoints() -> Vec<CheckpointRow> {
                 vtime_ns: vtime(vm, icount),
                 state_hash: format!("h{vm}-{icount}"),
                 manifest: format!("cp-{vm}-{icount}.manifest"),
+                file_hash: None,
             });
         }
     }

@@ -22,7 +22,14 @@ impl Widget for ConsoleView<'_> {
         let title = Line::from(vec![
             Span::raw(" Console "),
             Span::styled(st.vm_name(vm).to_string(), Style::new().fg(vm_color(vm))),
-            Span::styled(" up to the cursor ", dim()),
+            Span::styled(
+                if area.width >= 40 {
+                    " up to the cursor "
+                } else {
+                    " "
+                },
+                dim(),
+            ),
         ]);
         let block = pane(title);
         let inner = block.inner(area);

@@ -13,6 +13,8 @@ use crate::state::AppState;
 pub struct DisasmView<'a> {
     /// What to draw.
     pub state: &'a AppState,
+    /// Why the source is not shown instead, if it was asked for.
+    pub note: Option<String>,
 }
 
 impl Widget for DisasmView<'_> {
@@ -24,7 +26,18 @@ impl Widget for DisasmView<'_> {
             Some(l) => format!(" Disassembly {:#x} ", l.addr),
             None => " Disassembly ".to_string(),
         };
-        let block = pane(title);
+        let title_w = title.chars().count();
+        let hint = match &self.note {
+            Some(why) => format!(" {why} "),
+            None => " s: source ".to_string(),
+        };
+        let block = pane(title).title(
+            Line::styled(
+                fit(&hint, (area.width as usize).saturating_sub(title_w + 4)),
+                dim(),
+            )
+            .right_aligned(),
+        );
         let inner = block.inner(area);
         block.render(area, buf);
         if snap.disasm.is_empty() || inner.height == 0 {

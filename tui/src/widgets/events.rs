@@ -9,9 +9,8 @@ use ratatui::widgets::{Paragraph, Widget};
 use vmrr_index::EventKind;
 
 use super::{dim, fit, pane, vm_color};
-use crate::app::happened;
 use crate::format;
-use crate::state::{AppState, KIND_PRESETS};
+use crate::state::{AppState, MarkKind, KIND_PRESETS};
 
 /// The events list.
 pub struct EventsView<'a> {
@@ -36,7 +35,7 @@ impl Widget for EventsView<'_> {
         let mut title = vec![
             Span::raw(" Events "),
             Span::styled(
-                format!("vm:{vm} kind:{} ", KIND_PRESETS[ev.preset].name),
+                format!("v:{vm} k:{} ", KIND_PRESETS[ev.preset].name),
                 Style::new().fg(Color::Gray),
             ),
         ];
@@ -63,6 +62,7 @@ impl Widget for EventsView<'_> {
             .unwrap_or(4)
             .min(10);
         let offset = scroll_offset(ev.selected, ev.visible.len(), h);
+        let wide = w >= 60;
         let lines: Vec<Line> = ev
             .visible
             .iter()
@@ -72,11 +72,10 @@ impl Widget for EventsView<'_> {
             .filter_map(|(row, &i)| {
                 let l = ev.lines.get(i)?;
                 let e = &l.event;
-                let past = happened(e, &st.snapshot);
+                let past = e.happened_at(st.snapshot.cursor);
                 let selected = ev.selected == Some(row);
                 let base = if past { Style::new() } else { dim() };
-                let t = e.vtime_ns;
-                let time = format!("{:>4}.{:06} ", t / 1_000_000, t % 1_000_000);
+                let time = format!("{:>11} ", format::vtime_column(e.vtime_ns));
                 let name = fit(st.vm_name(e.vm as usize), name_w);
                 let kind_style = match e.kind {
                     EventKind::Marker => base.add_modifier(Modifier::BOLD),
@@ -88,14 +87,25 @@ impl Widget for EventsView<'_> {
                 } else {
                     dim()
                 };
-                let used = time.len() + name_w + 1 + 7 + 1 + 8;
+                // A narrow list drops the icount and shows the kind as the
+                // timeline's glyph, so the detail (what the event is about)
+                // keeps its room.
                 let mut spans = vec![
                     Span::styled(time, base),
                     Span::styled(format!("{name:<name_w$} "), vm_style),
-                    Span::styled(format!("{:>7} ", e.icount), base.add_modifier(Modifier::DIM)),
-                    Span::styled(format!("{:<7} ", format::kind(e.kind)), kind_style),
-                    Span::styled(fit(&l.detail, w.saturating_sub(used)), base),
                 ];
+                if wide {
+                    spans.push(Span::styled(
+                        format!("{:>7} ", e.icount),
+                        base.add_modifier(Modifier::DIM),
+                    ));
+                    spans.push(Span::styled(format!("{:<7} ", format::kind(e.kind)), kind_style));
+                } else {
+                    let glyph = MarkKind::of(e.kind).map(|k| k.glyph()).unwrap_or(' ');
+                    spans.push(Span::styled(format!("{glyph} "), kind_style));
+                }
+                let used: usize = spans.iter().map(|s| s.content.chars().count()).sum();
+                spans.push(Span::styled(fit(&l.detail, w.saturating_sub(used)), base));
                 if selected {
                     for s in &mut spans {
                         s.style = s.style.patch(super::selected());

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Widget};
 
 use super::{dim, pane};
-use crate::keys::KEYMAP;
+use crate::keys::{help_rows, Binding};
 
 /// The help overlay.
 pub struct HelpOverlay;
@@ -21,22 +21,23 @@ impl Widget for HelpOverlay {
         let inner = block.inner(area);
         block.render(area, buf);
         let h = inner.height as usize;
-        let one_column = KEYMAP.len() <= h;
-        let lines: Vec<Line> = KEYMAP
+        let rows: Vec<&Binding> = help_rows().collect();
+        let one_column = rows.len() <= h;
+        let lines: Vec<Line> = rows
             .iter()
             .map(|k| {
-                if k.keys.is_empty() {
+                if k.action.is_none() {
                     Line::styled(
-                        k.action,
+                        k.help,
                         Style::new().fg(Color::LightYellow).add_modifier(Modifier::BOLD),
                     )
                 } else {
                     Line::from(vec![
                         Span::styled(
-                            format!(" {:<KEYS_W$}", k.keys),
+                            format!(" {:<KEYS_W$}", k.label),
                             Style::new().fg(Color::LightGreen),
                         ),
-                        Span::raw(if one_column { k.action } else { k.short }),
+                        Span::raw(if one_column { k.help } else { k.short }),
                     ])
                 }
             })
@@ -47,7 +48,7 @@ impl Widget for HelpOverlay {
             // Two columns, split at a group heading near the middle.
             let half = lines.len().div_ceil(2);
             let split = (half..lines.len())
-                .find(|&i| KEYMAP[i].keys.is_empty())
+                .find(|&i| rows[i].action.is_none())
                 .filter(|&i| i <= h)
                 .unwrap_or(half.min(h));
             let col_w = inner.width / 2;

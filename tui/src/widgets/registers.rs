@@ -7,7 +7,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use super::{dim, pane, vm_color};
-use crate::state::{AppState, REG_NAMES};
+use vmrr_backend::regs::Gpr;
+
+use crate::state::AppState;
 
 /// Width of one register cell, `rflags 0000000000000246`, and the gap after it.
 pub const CELL: u16 = 24;
@@ -66,13 +68,13 @@ impl Widget for RegistersView<'_> {
         let rows = inner.height.max(1) as usize;
         let (cell, name_w) = if self.narrow { (NARROW_CELL, 3) } else { (CELL, 6) };
         let cols = ((inner.width + 1) / cell).max(1) as usize;
-        for (i, name) in REG_NAMES.iter().enumerate() {
+        for (i, gpr) in Gpr::DISPLAY_ORDER.iter().enumerate() {
             let (c, r) = (i / rows, i % rows);
             if c >= cols {
                 break;
             }
-            let v = regs.values[i];
-            let changed = st.prev_regs.is_some_and(|p| p.values[i] != v);
+            let v = regs[*gpr];
+            let changed = st.prev_regs.is_some_and(|p| p[*gpr] != v);
             let style = if changed {
                 Style::new()
                     .fg(Color::Black)
@@ -83,15 +85,15 @@ impl Widget for RegistersView<'_> {
             };
             let x = inner.x + c as u16 * cell;
             let y = inner.y + r as u16;
-            let name: String = name.chars().take(name_w).collect();
+            let name: String = gpr.name().chars().take(name_w).collect();
             buf.set_string(x, y, format!("{name:<name_w$} "), dim());
             buf.set_string(x + name_w as u16 + 1, y, format!("{v:016x}"), style);
         }
         // A spare cell shows the flags by name.
-        let i = REG_NAMES.len();
+        let i = Gpr::DISPLAY_ORDER.len();
         if i / rows < cols {
             let (c, r) = (i / rows, i % rows);
-            let text = flags(regs.values[REG_NAMES.len() - 1]);
+            let text = flags(regs[Gpr::Rflags]);
             let x = inner.x + c as u16 * cell + name_w as u16 + 1;
             buf.set_string(x, inner.y + r as u16, text, Style::new().fg(Color::Gray));
         }

@@ -9,7 +9,8 @@ use ratatui::widgets::{Paragraph, Widget};
 
 use super::{dim, fit, vm_color};
 use crate::format;
-use crate::state::AppState;
+use crate::state::{AppState, SidePane};
+use vmrr_index::EventKind;
 
 /// The status bar.
 pub struct StatusBar<'a> {
@@ -17,7 +18,43 @@ pub struct StatusBar<'a> {
     pub state: &'a AppState,
 }
 
-const HINTS: &str = "? keys  ←→ step  n/p event  f follow  c/C continue  g go to  m mark  q quit";
+const HINTS: &str = "? keys  ←→ step  n/p event  f follow  c/C continue  g go to  b break  q quit";
+
+/// The next move this screen suggests: following the selected frame,
+/// continuing to the breakpoints, the general keys otherwise.
+pub fn hint(state: &AppState) -> String {
+    let ev = &state.events;
+    let line = ev
+        .selected
+        .and_then(|s| ev.visible.get(s))
+        .and_then(|&i| ev.lines.get(i));
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(l) = line.filter(|l| matches!(l.event.kind, EventKind::FrameSent | EventKind::FrameRecv)) {
+        let id = l.event.value.unwrap_or(0);
+        let peers = l
+            .detail
+            .split_once(['→', '←'])
+            .map(|(_, p)| p.trim())
+            .unwrap_or("");
+        parts.push(match l.event.kind {
+            EventKind::FrameSent if peers.contains(',') => format!("f: follow frame #{id} (to {peers})"),
+            EventKind::FrameSent => format!("f: follow frame #{id} to {peers}"),
+            _ => format!("f: back to frame #{id}'s send in {peers}"),
+        });
+        if state.side_pane != SidePane::Payload {
+            parts.push("t: its payload".into());
+        }
+    }
+    if !state.breakpoints.is_empty() {
+        parts.push("c/C: continue/reverse to a breakpoint".into());
+    }
+    if parts.is_empty() {
+        HINTS.to_string()
+    } else {
+        parts.push("? keys".into());
+        parts.join("  ")
+    }
+}
 
 impl StatusBar<'_> {
     /// Where the terminal cursor goes while a prompt is open.
@@ -93,7 +130,7 @@ impl Widget for StatusBar<'_> {
             };
             Line::styled(fit(&m.text, left_w), style)
         } else {
-            Line::styled(fit(HINTS, left_w), dim())
+            Line::styled(fit(&hint(st), left_w), Style::new().fg(Color::Gray))
         };
         let bar = Style::new().bg(Color::Rgb(30, 30, 46));
         buf.set_style(area, bar);

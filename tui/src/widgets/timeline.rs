@@ -1,6 +1,11 @@
-//! The timeline: one lane per VM along virtual time, a glyph per cell for
-//! what happened there, frames as links from the sender's lane to the
-//! receiver's, faults and bookmarks, and the cursor as a vertical line.
+//! The timeline: one lane per VM along virtual time. Frames are drawn from
+//! their ends: `▲` on the sender's lane, `▼` on the receiver's, both in the
+//! sender's colour, `✕` where a lost frame would have arrived; several in
+//! one column become a count. With room between lanes, a frame's path runs
+//! through the spacer rows only (never over another lane) and ends in an
+//! arrowhead next to the receiver, so direction and endpoints read at any
+//! zoom. Faults are bands on the lanes they affect; interrupts are hidden
+//! unless asked for (`i`); the bottom border is the legend.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -10,13 +15,13 @@ use ratatui::widgets::Widget;
 
 use super::{dim, fit, pane, vm_color};
 use crate::format;
-use crate::state::{AppState, MarkKind};
+use crate::state::{AppState, BandKind, MarkKind};
 
 /// The timeline view.
 pub struct TimelineView<'a> {
     /// What to draw.
     pub state: &'a AppState,
-    /// Whether lanes have a spacer row between them for the links.
+    /// Whether lanes have a spacer row between them for the frames' paths.
     pub gaps: bool,
 }
 
@@ -47,6 +52,75 @@ fn mark_style(kind: MarkKind, vm: usize) -> Style {
     }
 }
 
+fn band_bg(kind: BandKind) -> Color {
+    match kind {
+        BandKind::Partition => Color::Rgb(110, 30, 30),
+        BandKind::Drop => Color::Rgb(100, 30, 80),
+        BandKind::Delay => Color::Rgb(100, 80, 20),
+    }
+}
+
+/// `2`..`9`, then `+`: how many frames share a cell.
+fn count_glyph(n: usize) -> char {
+    match n {
+        0 | 1 => ' ',
+        2..=9 => char::from(b'0' + n as u8),
+        _ => '+',
+    }
+}
+
+/// One frame end in a cell: how many, and the colour of the last sender.
+#[derive(Clone, Copy, Default)]
+struct Ends {
+    sent: usize,
+    recv: usize,
+    lost: usize,
+    color: Option<Color>,
+    selected: bool,
+}
+
+/// The legend, as many entries as fit in `width`.
+fn legend(width: usize, irq: bool, bands: &[BandKind]) -> Line<'static> {
+    let mut entries: Vec<(String, Style, &'static str)> = vec![
+        ("▲".into(), Style::new().fg(Color::Cyan), "sent"),
+        ("▼".into(), Style::new().fg(Color::Cyan), "recv (sender's colour)"),
+        ("✕".into(), Style::new().fg(Color::Red), "lost"),
+        ("2".into(), Style::new().fg(Color::Cyan), "count"),
+        (
+            "◆".into(),
+            Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+            "marker",
+        ),
+        ("≡".into(), Style::new().fg(Color::White), "console"),
+        ("■".into(), mark_style(MarkKind::Exit, 0), "exit"),
+        ("★".into(), mark_style(MarkKind::Bookmark, 0), "bookmark"),
+    ];
+    for b in bands {
+        entries.insert(3, ("▒".into(), Style::new().fg(band_bg(*b)), b.name()));
+    }
+    if irq {
+        entries.push(("·".into(), dim(), "irq"));
+    }
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for (glyph, style, name) in entries {
+        let len = glyph.chars().count() + name.chars().count() + 2;
+        if used + len + 10 > width {
+            break;
+        }
+        spans.push(Span::styled(format!(" {glyph}"), style));
+        spans.push(Span::styled(format!(" {name}"), dim()));
+        used += len;
+    }
+    let irq_hint = if irq { " i: hide irq " } else { " i: irq " };
+    if used + irq_hint.len() + 4 <= width {
+        spans.push(Span::styled(irq_hint, dim()));
+    } else {
+        spans.push(Span::raw(" "));
+    }
+    Line::from(spans)
+}
+
 impl Widget for TimelineView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let st = self.state;
@@ -67,29 +141,19 @@ impl Widget for TimelineView<'_> {
                 Style::new().fg(Color::Gray).remove_modifier(Modifier::BOLD),
             ),
         ]);
-        let mut legend = Vec::new();
-        for k in [
-            MarkKind::FrameSent,
-            MarkKind::FrameRecv,
-            MarkKind::Marker,
-            MarkKind::Console,
-            MarkKind::Interrupt,
-            MarkKind::Fault,
-            MarkKind::Bookmark,
-        ] {
-            legend.push(Span::styled(format!(" {}", k.glyph()), mark_style(k, 0)));
-            legend.push(Span::styled(format!(" {}", k.name()), dim()));
+        let mut band_kinds: Vec<BandKind> = Vec::new();
+        for b in tl.bands.iter().filter(|b| b.from < end && b.to > start) {
+            if !band_kinds.contains(&b.kind) {
+                band_kinds.push(b.kind);
+            }
         }
-        legend.push(Span::raw(" "));
-        let legend_w: usize = legend.iter().map(|s| s.content.chars().count()).sum();
         let cursor_title = Line::from(Span::styled(
             format!(" cursor {} ", format::vtime(cursor)),
             Style::new().fg(Color::LightGreen),
         ));
-        let mut block = pane(title).title(cursor_title.right_aligned());
-        if legend_w + 4 <= area.width as usize {
-            block = block.title_bottom(Line::from(legend).right_aligned());
-        }
+        let block = pane(title)
+            .title(cursor_title.right_aligned())
+            .title_bottom(legend(area.width as usize, tl.show_interrupts, &band_kinds).right_aligned());
         let inner = block.inner(area);
         block.render(area, buf);
         let n = st.vms.len();
@@ -112,15 +176,15 @@ impl Widget for TimelineView<'_> {
         let col = |t: u64| -> Option<u16> {
             (t >= start && t < end).then(|| ((t - start) as u128 * w as u128 / span as u128) as u16)
         };
-        // Fractional column, for links whose ends are outside the window.
+        // Fractional column, for paths whose ends are outside the window.
         let colf = |t: u64| -> f64 { (t as f64 - start as f64) * w as f64 / span as f64 };
+        let time_of = |c: u64| start + (c as u128 * span as u128 / w as u128) as u64;
 
-        // Lane labels and base lines (drawn while the VM was recorded).
+        // Lane labels, base lines (while the VM was recorded), fault bands.
         for (vm, info) in st.vms.iter().enumerate() {
             let y = row_of(vm);
-            let focus = vm == st.snapshot.focus;
             let mut style = Style::new().fg(vm_color(vm));
-            if focus {
+            if vm == st.snapshot.focus {
                 style = Style::new()
                     .fg(Color::Black)
                     .bg(vm_color(vm))
@@ -134,7 +198,8 @@ impl Widget for TimelineView<'_> {
                 style,
             );
             for c in 0..w {
-                let t = start + (c as u128 * span as u128 / w as u128) as u64;
+                let t = time_of(c);
+                let next = time_of(c + 1);
                 if t <= info.end_vtime {
                     buf.set_string(
                         plot_x + c as u16,
@@ -143,86 +208,127 @@ impl Widget for TimelineView<'_> {
                         Style::new().fg(vm_color(vm)).add_modifier(Modifier::DIM),
                     );
                 }
+                if let Some(b) = tl.bands.iter().find(|b| b.vm == vm && b.from < next && b.to > t) {
+                    buf[(plot_x + c as u16, y)].set_bg(band_bg(b.kind));
+                }
             }
         }
 
-        // Links: in the spacer rows, a line from the send to the receipt.
-        for link in &tl.links {
-            let (src, dst) = (link.src, link.dst);
-            if src >= n || dst >= n || src == dst {
-                continue;
-            }
-            let (c1, c2) = (colf(link.sent), colf(link.recv));
-            let (y1, y2) = (row_of(src) as f64, row_of(dst) as f64);
-            let selected = tl.selected_frame == Some(link.id);
-            let style = if selected {
-                Style::new().fg(Color::White).add_modifier(Modifier::BOLD)
-            } else if link.lost {
-                Style::new().fg(Color::Red)
-            } else {
-                Style::new().fg(vm_color(src))
-            };
-            let (lo, hi) = (row_of(src.min(dst)), row_of(src.max(dst)));
-            for y in lo + 1..hi {
-                let frac = (y as f64 - y1) / (y2 - y1);
-                let c = c1 + (c2 - c1) * frac;
-                if c < 0.0 || c >= w as f64 {
+        // Frame paths in the spacer rows, an arrowhead next to the receiver.
+        if self.gaps {
+            for link in &tl.links {
+                let (src, dst) = (link.src, link.dst);
+                if src >= n || dst >= n || src == dst {
                     continue;
                 }
-                let x = plot_x + c as u16;
-                let is_lane = (y - inner.y) % step_rows == 0;
-                let ch = if is_lane {
-                    // Crossing another lane: only over its base line.
-                    if buf[(x, y)].symbol() != "─" && buf[(x, y)].symbol() != " " {
+                let (c1, c2) = (colf(link.sent), colf(link.recv));
+                let (y1, y2) = (row_of(src) as f64, row_of(dst) as f64);
+                let selected = tl.selected_frame == Some(link.id);
+                let style = if selected {
+                    Style::new().fg(Color::White).add_modifier(Modifier::BOLD)
+                } else if link.lost {
+                    Style::new().fg(Color::Red)
+                } else {
+                    Style::new().fg(vm_color(src))
+                };
+                let down = dst > src;
+                let last_gap = if down { row_of(dst) - 1 } else { row_of(dst) + 1 };
+                let (lo, hi) = (row_of(src.min(dst)), row_of(src.max(dst)));
+                for y in lo + 1..hi {
+                    if (y - inner.y) % step_rows == 0 {
+                        continue; // another lane: the path passes under it
+                    }
+                    let c = c1 + (c2 - c1) * (y as f64 - y1) / (y2 - y1);
+                    if c < 0.0 || c >= w as f64 {
                         continue;
                     }
-                    "┼"
-                } else if c1.floor() == c2.floor() {
-                    "│"
-                } else if (y2 > y1) == (c2 > c1) {
-                    "╲"
-                } else {
-                    "╱"
-                };
-                buf.set_string(x, y, ch, style);
-            }
-            if link.lost {
-                if let Some(c) = col(link.recv) {
-                    buf.set_string(
-                        plot_x + c,
-                        row_of(dst),
-                        "×",
-                        Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
-                    );
+                    let x = plot_x + c as u16;
+                    let cell = buf[(x, y)].symbol().to_string();
+                    // The selected frame wins a cell; then arrowheads.
+                    if !selected && (cell == "▼" || cell == "▲") && y != last_gap {
+                        continue;
+                    }
+                    let ch = if y == last_gap {
+                        if down {
+                            "▼"
+                        } else {
+                            "▲"
+                        }
+                    } else if c1.floor() == c2.floor() {
+                        "│"
+                    } else if (y2 > y1) == (c2 > c1) {
+                        "╲"
+                    } else {
+                        "╱"
+                    };
+                    buf.set_string(x, y, ch, style);
                 }
             }
         }
 
-        // Marks: the most telling kind wins a cell.
-        let mut grid: Vec<Option<MarkKind>> = vec![None; n * w as usize];
+        // Frame ends on the lanes, counted per cell.
+        let cols = w as usize;
+        let mut ends = vec![Ends::default(); n * cols];
+        for link in &tl.links {
+            let selected = tl.selected_frame == Some(link.id);
+            if let (Some(c), true) = (col(link.sent), link.src < n) {
+                let e = &mut ends[link.src * cols + c as usize];
+                e.sent += 1;
+                e.color = Some(vm_color(link.src));
+                e.selected |= selected;
+            }
+            if let (Some(c), true) = (col(link.recv), link.dst < n) {
+                let e = &mut ends[link.dst * cols + c as usize];
+                if link.lost {
+                    e.lost += 1;
+                } else {
+                    e.recv += 1;
+                    e.color = Some(vm_color(link.src));
+                }
+                e.selected |= selected;
+            }
+        }
+        // Other marks: the most telling kind wins a cell.
+        let mut grid: Vec<Option<MarkKind>> = vec![None; n * cols];
         for m in &tl.marks {
+            if matches!(m.kind, MarkKind::FrameSent | MarkKind::FrameRecv) {
+                continue;
+            }
             if let (Some(c), true) = (col(m.vtime), m.vm < n) {
-                let cell = &mut grid[m.vm * w as usize + c as usize];
+                let cell = &mut grid[m.vm * cols + c as usize];
                 if cell.is_none_or(|k| m.kind > k) {
                     *cell = Some(m.kind);
                 }
             }
         }
         for vm in 0..n {
-            for c in 0..w as usize {
-                if let Some(kind) = grid[vm * w as usize + c] {
-                    let mut s = mark_style(kind, vm);
-                    let sel = tl.selected_frame.is_some()
-                        && matches!(kind, MarkKind::FrameSent | MarkKind::FrameRecv)
-                        && tl.links.iter().any(|l| {
-                            Some(l.id) == tl.selected_frame
-                                && ((l.src == vm && col(l.sent) == Some(c as u16))
-                                    || (l.dst == vm && col(l.recv) == Some(c as u16)))
-                        });
-                    if sel {
-                        s = s.fg(Color::White).add_modifier(Modifier::BOLD);
+            for c in 0..cols {
+                let x = plot_x + c as u16;
+                let y = row_of(vm);
+                let e = ends[vm * cols + c];
+                let mark = grid[vm * cols + c];
+                // Markers, exits and bookmarks outrank frames; frames outrank console and irq.
+                let frames = e.sent + e.recv + e.lost;
+                let mark_first = mark.is_some_and(|k| k >= MarkKind::Marker);
+                if frames > 0 && !mark_first {
+                    let (glyph, color) = if frames > 1 {
+                        (count_glyph(frames), e.color.unwrap_or(Color::Red))
+                    } else if e.lost > 0 {
+                        ('✕', Color::Red)
+                    } else if e.sent > 0 {
+                        ('▲', e.color.unwrap_or(Color::White))
+                    } else {
+                        ('▼', e.color.unwrap_or(Color::White))
+                    };
+                    let mut s = Style::new().fg(color);
+                    if e.selected {
+                        s = s
+                            .fg(Color::White)
+                            .add_modifier(Modifier::BOLD | Modifier::UNDERLINED);
                     }
-                    buf.set_string(plot_x + c as u16, row_of(vm), kind.glyph().to_string(), s);
+                    buf[(x, y)].set_char(glyph).set_style(s);
+                } else if let Some(kind) = mark {
+                    buf[(x, y)].set_char(kind.glyph()).set_style(mark_style(kind, vm));
                 }
             }
         }

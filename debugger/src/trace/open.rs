@@ -1,0 +1,250 @@
+//! Opening a trace: its index, configuration, images (checked by hash),
+//! checkpoints and recorded inputs, and restoring a VM at a checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use vmrr_backend::{Machine, VmConfig, VmError};
+use vmrr_index::{CheckpointRow, EventFilter, EventKind, EventRow, ExecSliceRow, Index};
+
+use super::checkpoint::{CheckpointFile, PageMap};
+use super::pages::PageStore;
+use super::{damaged, TraceError, CLUSTER_FILE, INDEX_FILE, PAGES_DIR};
+use crate::cluster::ClusterConfig;
+
+/// A frame handed to a VM: the replay input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// Delivered before this instruction.
+    pub icount: u64,
+    /// At this virtual time.
+    pub vtime_ns: u64,
+    /// The frame.
+    pub frame: Vec<u8>,
+}
+
+/// An open trace.
+pub struct Trace {
+    dir: PathBuf,
+    // Behind a lock: a SQLite connection is not shared between threads, and
+    // parallel verification only touches it to explain a divergence.
+    index: Mutex<Index>,
+    config: ClusterConfig,
+    store: PageStore,
+    checkpoints: Vec<Vec<CheckpointRow>>,
+    inputs: Vec<Vec<Input>>,
+    complete: bool,
+    /// Per VM, the memory page maps of its first checkpoints, built on demand:
+    /// map k is map k-1 plus checkpoint k's changes, so restoring checkpoint k
+    /// does not re-read all the files before it.
+    page_maps: Vec<Mutex<Vec<PageMap>>>,
+    /// Per VM, its execution index by slice (slice k's row, or `None` where
+    /// the trace has none), read on first use.
+    exec: Vec<OnceLock<Arc<[Option<ExecSliceRow>]>>>,
+}
+
+impl Trace {
+    /// Opens the trace in `dir`, checking its index and its images' hashes.
+    /// `writable` opens the index for bookmarks.
+    pub fn open(dir: &Path, writable: bool) -> Result<Trace, TraceError> {
+        super::checks::check_is_trace(dir)?;
+        let index_path = dir.join(INDEX_FILE);
+        if !index_path.is_file() {
+            return Err(damaged(&index_path, "the index is missing"));
+        }
+        let index = if writable {
+            Index::open(&index_path)?
+        } else {
+            Index::open_read_only(&index_path)?
+        };
+        // What replay depends on must be what was recorded, before any of
+        // it is shown: a mismatch is damage, named now.
+        index.verify_checksums()?;
+        let rows = index.vms()?;
+        // Before the cluster file, whose own check would call a missing copy
+        // "no such file ... build the guests".
+        super::checks::check_images(dir, &rows)?;
+        let config = ClusterConfig::load(&dir.join(CLUSTER_FILE))?;
+        if rows.len() != config.vms.len() {
+            return Err(damaged(
+                &dir.join(CLUSTER_FILE),
+                format!("lists {} VMs but the index has {}", config.vms.len(), rows.len()),
+            ));
+        }
+        let mut checkpoints = Vec::new();
+        let mut inputs = Vec::new();
+        for vm in 0..config.vms.len() {
+            let cps = index.checkpoints(vm as u32)?;
+            if cps.is_empty() {
+                return Err(damaged(
+                    &index_path,
+                    format!("VM '{}' has no checkpoint", config.vms[vm].name),
+                ));
+            }
+            checkpoints.push(cps);
+            let filter = EventFilter::all()
+                .with_vms(vec![vm as u32])
+                .with_kinds(vec![EventKind::FrameRecv]);
+            let rows = index.events_in_window(0, u64::MAX, &filter, usize::MAX)?;
+            let mut list: Vec<Input> = rows
+                .into_iter()
+                .map(|r: EventRow| Input {
+                    icount: r.icount,
+                    vtime_ns: r.vtime_ns,
+                    frame: r.payload.unwrap_or_default(),
+                })
+                .collect();
+            list.sort_by_key(|i| (i.icount, i.vtime_ns));
+            inputs.push(list);
+        }
+        let complete = index.meta("status")?.as_deref() == Some("complete");
+        let config_len = config.vms.len();
+        Ok(Trace {
+            dir: dir.to_path_buf(),
+            store: PageStore::open(&dir.join(PAGES_DIR))?,
+            index: Mutex::new(index),
+            config,
+            checkpoints,
+            page_maps: (0..config_len).map(|_| Mutex::new(Vec::new())).collect(),
+            exec: (0..config_len).map(|_| OnceLock::new()).collect(),
+            inputs,
+            complete,
+        })
+    }
+
+    /// The execution index of `vm`, by checkpoint slice: entry k describes
+    /// the slice from checkpoint k to k+1, `None` where the trace lacks it
+    /// (recorded by an older vmrr: `vmrr index` builds it).
+    pub fn exec_index(&self, vm: usize) -> Result<Arc<[Option<ExecSliceRow>]>, TraceError> {
+        if let Some(rows) = self.exec[vm].get() {
+            return Ok(rows.clone());
+        }
+        let rows = self.index().exec_slices(vm as u32)?;
+        let cps = &self.checkpoints[vm];
+        let by_slice: Arc<[Option<ExecSliceRow>]> = (0..cps.len().saturating_sub(1))
+            .map(|k| {
+                rows.iter()
+                    .find(|r| r.icount == cps[k].icount && r.end_icount == cps[k + 1].icount)
+                    .cloned()
+            })
+            .collect();
+        Ok(self.exec[vm].get_or_init(|| by_slice).clone())
+    }
+
+    /// The trace folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The index (locked for the caller's use).
+    pub fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The recorded configuration (images inside the trace).
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// Whether the recording finished (false: interrupted or killed; replay
+    /// reaches its last checkpoint).
+    pub fn is_complete(&self) -> bool {
+        self.complete
+    }
+
+    /// Index of the VM called `name`.
+    pub fn vm_by_name(&self, name: &str) -> Result<usize, TraceError> {
+        self.config
+            .vms
+            .iter()
+            .position(|v| v.name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.config.vms.iter().map(|v| v.name.as_str()).collect();
+                TraceError::Invalid(format!(
+                    "no VM '{name}' in this trace (it has: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// A request that does not fit this trace.
+    pub fn invalid(&self, message: String) -> TraceError {
+        TraceError::Invalid(message)
+    }
+
+    /// The checkpoints of `vm`, in icount order.
+    pub fn checkpoints(&self, vm: usize) -> &[CheckpointRow] {
+        &self.checkpoints[vm]
+    }
+
+    /// The recorded inputs of `vm`.
+    pub fn inputs(&self, vm: usize) -> &[Input] {
+        &self.inputs[vm]
+    }
+
+    /// Last replayable icount of `vm` (its last checkpoint).
+    pub fn end_icount(&self, vm: usize) -> u64 {
+        self.checkpoints[vm].last().map(|c| c.icount).unwrap_or(0)
+    }
+
+    /// The configuration `vm` was recorded with (its NIC included).
+    pub fn vm_config(&self, vm: usize) -> VmConfig {
+        let spec = &self.config.vms[vm];
+        VmConfig {
+            nic_mac: Some(spec.mac),
+            ..spec.config.clone()
+        }
+    }
+
+    /// An engine error of VM `vm`, named.
+    pub fn vm_error(&self, vm: usize, source: VmError) -> TraceError {
+        TraceError::Vm {
+            vm: self.config.vms[vm].name.clone(),
+            source,
+        }
+    }
+
+    /// Checkpoint `k` of `vm` and its memory page map.
+    fn checkpoint_with_map(&self, vm: usize, k: usize) -> Result<(CheckpointFile, PageMap), TraceError> {
+        let rows = &self.checkpoints[vm];
+        let row = rows
+            .get(k)
+            .ok_or_else(|| TraceError::Invalid(format!("VM {vm} has no checkpoint {k}")))?;
+        let read = |row: &CheckpointRow| -> Result<CheckpointFile, TraceError> {
+            let file = CheckpointFile::read(&self.dir, Path::new(&row.manifest), row.file_hash.as_deref())?;
+            if file.icount != row.icount || file.vm != vm {
+                return Err(damaged(
+                    &self.dir.join(&row.manifest),
+                    "checkpoint file does not match its index entry",
+                ));
+            }
+            Ok(file)
+        };
+        let mut maps = self.page_maps[vm].lock().unwrap_or_else(|p| p.into_inner());
+        while maps.len() <= k {
+            let i = maps.len();
+            let file = read(&rows[i])?;
+            let mut map = maps.last().cloned().unwrap_or_default();
+            map.apply(&file);
+            maps.push(map);
+        }
+        let map = maps[k].clone();
+        drop(maps);
+        Ok((read(row)?, map))
+    }
+
+    /// Checkpoint `k` of `vm` with the full memory image it stands for.
+    pub fn checkpoint_state(&self, vm: usize, k: usize) -> Result<(CheckpointFile, Vec<u8>), TraceError> {
+        let (file, map) = self.checkpoint_with_map(vm, k)?;
+        let ram = map.materialise(&self.store, self.config.vms[vm].config.mem_bytes)?;
+        Ok((file, ram))
+    }
+
+    /// A fresh VM at checkpoint `k` of `vm`, and how many inputs it has taken.
+    pub fn machine_at_checkpoint(&self, vm: usize, k: usize) -> Result<(Machine, usize), TraceError> {
+        let (file, ram) = self.checkpoint_state(vm, k)?;
+        let machine =
+            Machine::from_parts(self.vm_config(vm), &file.state, &ram).map_err(|e| self.vm_error(vm, e))?;
+        Ok((machine, file.inputs_consumed as usize))
+    }
+}
