@@ -117,7 +117,15 @@ fn start_server(dir: &Path) -> (Server, u16, PathBuf) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| fail(format!("cannot start vmrr gdb: {e}")));
-    let stdout = child.stdout.take().unwrap_or_else(|| fail("no stdout"));
+    let stdout = child.stdout.take();
+    let mut server = Server(child);
+    // `fail` exits at once, without running destructors: stop the server first.
+    let mut bail = |msg: String| -> ! {
+        let _ = server.0.kill();
+        let _ = server.0.wait();
+        fail(msg)
+    };
+    let stdout = stdout.unwrap_or_else(|| bail("no stdout".into()));
     let mut banner = String::new();
     let mut reader = BufReader::new(stdout);
     // The port is on the first line, the attach command on the third.
@@ -128,14 +136,14 @@ fn start_server(dir: &Path) -> (Server, u16, PathBuf) {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("127.0.0.1:"))
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| fail(format!("no port in {banner:?}")));
+        .unwrap_or_else(|| bail(format!("no port in {banner:?}")));
     let settings = banner
         .split(" -x ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .map(PathBuf::from)
-        .unwrap_or_else(|| fail(format!("no settings in {banner:?}")));
-    (Server(child), port, settings)
+        .unwrap_or_else(|| bail(format!("no settings in {banner:?}")));
+    (server, port, settings)
 }
 
 fn percentile(sorted: &[f64], p: usize) -> f64 {
@@ -168,9 +176,9 @@ fn main() {
     let forward_before = forward_replay(&dir, end);
     println!("forward replay of the whole trace: {forward_before:.2} s");
 
-    let (server, port, settings) = start_server(&dir);
     let script = std::env::temp_dir().join(format!("vmrr-bench-gdb-{}.py", std::process::id()));
     std::fs::write(&script, SCRIPT).unwrap_or_else(|e| fail(e));
+    let (server, port, settings) = start_server(&dir);
     // Increasing positions: each `monitor goto` replays forward from the last.
     let positions: Vec<String> = (0..POSITIONS)
         .map(|i| ((2 * i as u64 + 1) * end / (2 * POSITIONS as u64)).to_string())
@@ -178,7 +186,7 @@ fn main() {
     let started = Instant::now();
     // As `vmrr replay` starts gdb: every VM's symbols from the trace,
     // vmrr's settings.
-    let mut child = Command::new("gdb")
+    let child = Command::new("gdb")
         .args(["-batch", "-nx", "-ex", "set pagination off"])
         .args(["-ex", "set sysroot /", "-ex", "set schedule-multiple on", "-ex"])
         .arg(format!("target extended-remote 127.0.0.1:{port}"))
@@ -192,8 +200,15 @@ fn main() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| fail(format!("cannot run gdb: {e}")));
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            // `fail` exits without running destructors: stop the server first.
+            drop(server);
+            fail(format!("cannot run gdb: {e}"))
+        }
+    };
     let mut out = String::new();
     let mut err = String::new();
     if let Some(mut s) = child.stdout.take() {
