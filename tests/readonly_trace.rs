@@ -368,3 +368,34 @@ fn a_killed_recordings_log_on_a_read_only_mount_is_explained() {
     ]);
     o.expect_code(0);
 }
+
+/// `vmrr index` on a read-only trace: a complete index is reported as
+/// such; a missing one is refused with the reason and the way out, never
+/// with SQLite's "unable to open database file".
+#[test]
+fn vmrr_index_on_a_read_only_trace_says_what_to_do() {
+    require_root("a read-only bind mount");
+    require_kvm();
+    let dir = TempDir::new("ro-index");
+    let trace = recorded(&dir);
+    let point = dir.path().join("ro");
+    {
+        let mount = ReadOnlyMount::new(&trace, &point);
+        vmrr(["index".as_ref(), mount.point.as_os_str()])
+            .expect_code(0)
+            .expect_stderr(&["is complete"]);
+    }
+    // As if recorded by a vmrr without the execution index.
+    let conn = rusqlite::Connection::open(trace.join("index.sqlite")).expect("open index");
+    conn.execute("DELETE FROM exec_slices WHERE vm = 1", [])
+        .expect("delete rows");
+    drop(conn);
+    let before = names(&trace);
+    let mount = ReadOnlyMount::new(&trace, &point);
+    let o = vmrr(["index".as_ref(), mount.point.as_os_str()]);
+    o.expect_code(2)
+        .expect_stderr(&["is read-only", "lacks", "cp -r", "vmrr index COPY"]);
+    assert!(!o.stderr.contains("unable to open"), "{}", o.describe());
+    drop(mount);
+    assert_eq!(names(&trace), before, "nothing written into the trace");
+}

@@ -74,10 +74,10 @@ impl InputError {
     }
 
     /// What is wrong, without the path: "is a directory, not a regular
-    /// file", "no such file", ...
+    /// file", "does not exist", ...
     pub fn problem(&self) -> String {
         match self {
-            InputError::Missing { .. } => "no such file".into(),
+            InputError::Missing { .. } => "does not exist".into(),
             InputError::DanglingLink { target, .. } => {
                 format!("is a symbolic link to {}, which does not exist", target.display())
             }
@@ -85,7 +85,7 @@ impl InputError {
             InputError::TooLarge { what, limit, .. } => {
                 format!("is larger than {limit} bytes, the limit for {what}")
             }
-            InputError::Io { source, .. } => source.to_string(),
+            InputError::Io { source, .. } => format!("cannot be read ({source})"),
         }
     }
 

@@ -180,6 +180,8 @@ impl Session {
             progress: &|_| {},
         };
         let found = search.backward(last.icount + 1, self.jobs)?;
-        Ok(found.filter(|h| h.pos.icount == last.icount && h.pos.vtime_ns == t))
+        Ok(found
+            .map(|(hit, _)| hit)
+            .filter(|h| h.pos.icount == last.icount && h.pos.vtime_ns == t))
     }
 }

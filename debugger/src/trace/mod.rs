@@ -41,6 +41,11 @@ pub const INDEX_FILE: &str = "index.sqlite";
 pub const IMAGES_DIR: &str = "images";
 /// Folder of the page store.
 pub const PAGES_DIR: &str = "pages";
+/// Meta key naming how checkpoints' state hashes were computed.
+pub const STATE_HASH_META: &str = "state_hash";
+/// [`STATE_HASH_META`] value for `Machine::paged_state_hash`; a trace
+/// without the key used `Machine::state_hash` (RAM hashed whole).
+pub const STATE_HASH_PAGED: &str = "pages";
 
 /// Everything that can go wrong with a trace; each names the file.
 #[derive(Debug, thiserror::Error)]

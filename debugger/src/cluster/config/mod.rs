@@ -167,7 +167,11 @@ impl ClusterConfig {
                 file: image.to_path_buf(),
                 line: 0,
                 field: "image".into(),
-                message: format!("{}: give the path of an ELF64 guest image", e.problem()),
+                message: format!(
+                    "{} {}: give the path of an ELF64 guest image",
+                    image.display(),
+                    e.problem()
+                ),
             });
         }
         Ok(ClusterConfig {
