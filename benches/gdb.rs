@@ -48,11 +48,9 @@ positions = [int(p) for p in os.environ["VMRR_BENCH_POSITIONS"].split(",")]
 steps = int(os.environ["VMRR_BENCH_STEPS"])
 for p in positions:
     gdb.execute("monitor goto %d" % p, to_string=True)
-    gdb.execute("maintenance flush register-cache", to_string=True)
     for i in range(steps):
         print("RSTEP %d %d %.6f" % (p, i, timed("reverse-stepi")))
 gdb.execute("monitor goto end", to_string=True)
-gdb.execute("maintenance flush register-cache", to_string=True)
 gdb.execute("break " + os.environ["VMRR_BENCH_NEVER_HIT"], to_string=True)
 print("RCONT %.6f" % timed("reverse-continue"))
 print("AT-START " + gdb.execute("monitor when", to_string=True).strip())
@@ -108,7 +106,8 @@ fn forward_replay(dir: &Path, end: u64) -> f64 {
     secs
 }
 
-fn start_server(dir: &Path) -> (Server, u16) {
+/// Starts `vmrr gdb` on `dir`; returns it, its port and its gdb settings.
+fn start_server(dir: &Path) -> (Server, u16, PathBuf) {
     let mut child = Command::new(vmrr())
         .arg("gdb")
         .arg(dir)
@@ -118,15 +117,33 @@ fn start_server(dir: &Path) -> (Server, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| fail(format!("cannot start vmrr gdb: {e}")));
-    let stdout = child.stdout.take().unwrap_or_else(|| fail("no stdout"));
-    let mut first = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut first);
-    let port = first
+    let stdout = child.stdout.take();
+    let mut server = Server(child);
+    // `fail` exits at once, without running destructors: stop the server first.
+    let mut bail = |msg: String| -> ! {
+        let _ = server.0.kill();
+        let _ = server.0.wait();
+        fail(msg)
+    };
+    let stdout = stdout.unwrap_or_else(|| bail("no stdout".into()));
+    let mut banner = String::new();
+    let mut reader = BufReader::new(stdout);
+    // The port is on the first line, the attach command on the third.
+    for _ in 0..3 {
+        let _ = reader.read_line(&mut banner);
+    }
+    let port = banner
         .split_whitespace()
         .find_map(|w| w.strip_prefix("127.0.0.1:"))
         .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| fail(format!("no port in {first:?}")));
-    (Server(child), port)
+        .unwrap_or_else(|| bail(format!("no port in {banner:?}")));
+    let settings = banner
+        .split(" -x ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| bail(format!("no settings in {banner:?}")));
+    (server, port, settings)
 }
 
 fn percentile(sorted: &[f64], p: usize) -> f64 {
@@ -159,28 +176,39 @@ fn main() {
     let forward_before = forward_replay(&dir, end);
     println!("forward replay of the whole trace: {forward_before:.2} s");
 
-    let (server, port) = start_server(&dir);
     let script = std::env::temp_dir().join(format!("vmrr-bench-gdb-{}.py", std::process::id()));
     std::fs::write(&script, SCRIPT).unwrap_or_else(|e| fail(e));
+    let (server, port, settings) = start_server(&dir);
     // Increasing positions: each `monitor goto` replays forward from the last.
     let positions: Vec<String> = (0..POSITIONS)
         .map(|i| ((2 * i as u64 + 1) * end / (2 * POSITIONS as u64)).to_string())
         .collect();
     let started = Instant::now();
-    let mut child = Command::new("gdb")
-        .args(["-batch", "-nx", "-ex", "set pagination off", "-ex"])
-        .arg(format!("target remote :{port}"))
+    // As `vmrr replay` starts gdb: every VM's symbols from the trace,
+    // vmrr's settings.
+    let child = Command::new("gdb")
+        .args(["-batch", "-nx", "-ex", "set pagination off"])
+        .args(["-ex", "set sysroot /", "-ex", "set schedule-multiple on", "-ex"])
+        .arg(format!("target extended-remote 127.0.0.1:{port}"))
+        .arg("-x")
+        .arg(&settings)
         .arg("-x")
         .arg(&script)
-        .arg(vmrr_guests::image("compute"))
         .env("VMRR_BENCH_POSITIONS", positions.join(","))
         .env("VMRR_BENCH_STEPS", STEPS_PER_POSITION.to_string())
         .env("VMRR_BENCH_NEVER_HIT", NEVER_HIT)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| fail(format!("cannot run gdb: {e}")));
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            // `fail` exits without running destructors: stop the server first.
+            drop(server);
+            fail(format!("cannot run gdb: {e}"))
+        }
+    };
     let mut out = String::new();
     let mut err = String::new();
     if let Some(mut s) = child.stdout.take() {
@@ -275,7 +303,7 @@ fn main() {
          | **reverse-continue ÷ forward replay** | **{ratio:.3}** | ≤ {TARGET_RATIO} ({v2}) |{notes}\n\n\
          The first `reverse-stepi` at a place replays its checkpoint slice once to lay dense snapshots; \
          the next ones restore the nearest snapshot. Reverse-continue to breakpoints \
-         (`vmrr_gdb_bridge::reverse`) hands the {jobs} cores runs of consecutive checkpoint slices, newest \
+         (`Session::continue_`, `debugger/src/session/rounds.rs`) hands the {jobs} cores runs of consecutive checkpoint slices, newest \
          first — short runs near the cursor, longer ones further back, short again at the very end so that \
          the cores finish together — and replays each run from one checkpoint, instead of restoring a \
          checkpoint for every slice.\n",

@@ -279,16 +279,21 @@ fn reverse_stepi_in_gdb_moves_the_tui_cursor() {
     // moment after the first frame: wait for it rather than race it.
     let screen = t.wait_for(&format!("gdb :{port}"));
     assert!(screen.contains(&format!("gdb :{port}")), "{screen}");
-    let image = trace().join("images/backup2.elf");
+    // VMs are gdb inferiors: gdb attaches as the TUI's hint says, with
+    // vmrr's gdb settings (gdb_bridge::GDB_SCRIPT), and selects backup2's
+    // thread, 3.1.
+    let settings = std::env::temp_dir().join(format!("vmrr-tui-e2e-{}.gdb", std::process::id()));
+    std::fs::write(&settings, vmrr_gdb_bridge::GDB_SCRIPT).expect("write gdb settings");
     let o = Command::new("gdb")
         .args(["-q", "-batch", "-nx"])
-        .arg(&image)
         .args(["-ex", "set pagination off"])
         // The machine is busy with the other tests: give replies time.
         .args(["-ex", "set remotetimeout 60"])
-        .args(["-ex", &format!("target remote :{port}")])
-        .args(["-ex", "set scheduler-locking step"])
-        .args(["-ex", "thread 3", "-ex", "stepi 5", "-ex", "reverse-stepi"])
+        .args(["-ex", "set sysroot /", "-ex", "set schedule-multiple on"])
+        .args(["-ex", &format!("target extended-remote 127.0.0.1:{port}")])
+        .arg("-x")
+        .arg(&settings)
+        .args(["-ex", "thread 3.1", "-ex", "stepi 5", "-ex", "reverse-stepi"])
         .output()
         .expect("gdb");
     let gdb_said = format!(
@@ -296,6 +301,7 @@ fn reverse_stepi_in_gdb_moves_the_tui_cursor() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    let _ = std::fs::remove_file(&settings);
     assert!(o.status.success(), "{gdb_said}");
     // gdb stepped backup2 five instructions and one back: the TUI follows.
     let screen = t.wait_for_or("backup2 @ 4 ", &gdb_said);

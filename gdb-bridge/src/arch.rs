@@ -1,11 +1,10 @@
 //! The x86-64 register set vmrr shows gdb, and its target description.
 //!
-//! `gdbstub_arch::x86::X86_64_SSE` stops at the SSE registers: gdb then
-//! falls back to its built-in amd64 layout, which expects `fs_base` and
-//! `gs_base` that the stub never sends, and has no control registers. So
-//! vmrr describes its own layout: one table ([`REGISTERS`]) gives both the
-//! order of the `g` packet and the XML gdb reads, so the two cannot drift
-//! apart.
+//! gdb's built-in amd64 layout expects `fs_base` and `gs_base` and has no
+//! control registers, so vmrr describes its own layout: one table
+//! ([`REGISTERS`]) gives both the order of the `g` packet and the XML gdb
+//! reads, so the two cannot drift apart. The general registers come from
+//! the backend's table, which is in gdb's order already.
 //!
 //! The guests run with general registers only (see the README's host
 //! limits), and the engine does not capture x87/SSE state per step: those
@@ -13,18 +12,16 @@
 //! `<unavailable>` instead of inventing zeros.
 
 use std::fmt::Write as _;
-use std::num::NonZeroUsize;
 use std::sync::OnceLock;
 
-use gdbstub::arch::{Arch, RegId, Registers};
 use kvm_bindings::{kvm_regs, kvm_sregs};
+use vmrr_backend::regs::Gpr;
 
 /// Where a register's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
-    /// General register number n in gdb's order (rax rbx rcx rdx rsi rdi rbp rsp r8..r15).
-    Gpr(usize),
-    Rip,
+    /// A general register or RIP, from the backend's table (gdb's order).
+    Gpr(Gpr),
     Eflags,
     /// Segment selector: cs ss ds es fs gs.
     Selector(usize),
@@ -97,23 +94,23 @@ const fn grouped(
 /// The registers in `g`-packet order. gdb's amd64 code looks the core,
 /// SSE and segment registers up by these names.
 const REGISTERS: &[RegDef] = &[
-    reg("rax", 64, "int64", CORE, Source::Gpr(0)),
-    reg("rbx", 64, "int64", CORE, Source::Gpr(1)),
-    reg("rcx", 64, "int64", CORE, Source::Gpr(2)),
-    reg("rdx", 64, "int64", CORE, Source::Gpr(3)),
-    reg("rsi", 64, "int64", CORE, Source::Gpr(4)),
-    reg("rdi", 64, "int64", CORE, Source::Gpr(5)),
-    reg("rbp", 64, "data_ptr", CORE, Source::Gpr(6)),
-    reg("rsp", 64, "data_ptr", CORE, Source::Gpr(7)),
-    reg("r8", 64, "int64", CORE, Source::Gpr(8)),
-    reg("r9", 64, "int64", CORE, Source::Gpr(9)),
-    reg("r10", 64, "int64", CORE, Source::Gpr(10)),
-    reg("r11", 64, "int64", CORE, Source::Gpr(11)),
-    reg("r12", 64, "int64", CORE, Source::Gpr(12)),
-    reg("r13", 64, "int64", CORE, Source::Gpr(13)),
-    reg("r14", 64, "int64", CORE, Source::Gpr(14)),
-    reg("r15", 64, "int64", CORE, Source::Gpr(15)),
-    reg("rip", 64, "code_ptr", CORE, Source::Rip),
+    reg("rax", 64, "int64", CORE, Source::Gpr(Gpr::Rax)),
+    reg("rbx", 64, "int64", CORE, Source::Gpr(Gpr::Rbx)),
+    reg("rcx", 64, "int64", CORE, Source::Gpr(Gpr::Rcx)),
+    reg("rdx", 64, "int64", CORE, Source::Gpr(Gpr::Rdx)),
+    reg("rsi", 64, "int64", CORE, Source::Gpr(Gpr::Rsi)),
+    reg("rdi", 64, "int64", CORE, Source::Gpr(Gpr::Rdi)),
+    reg("rbp", 64, "data_ptr", CORE, Source::Gpr(Gpr::Rbp)),
+    reg("rsp", 64, "data_ptr", CORE, Source::Gpr(Gpr::Rsp)),
+    reg("r8", 64, "int64", CORE, Source::Gpr(Gpr::R8)),
+    reg("r9", 64, "int64", CORE, Source::Gpr(Gpr::R9)),
+    reg("r10", 64, "int64", CORE, Source::Gpr(Gpr::R10)),
+    reg("r11", 64, "int64", CORE, Source::Gpr(Gpr::R11)),
+    reg("r12", 64, "int64", CORE, Source::Gpr(Gpr::R12)),
+    reg("r13", 64, "int64", CORE, Source::Gpr(Gpr::R13)),
+    reg("r14", 64, "int64", CORE, Source::Gpr(Gpr::R14)),
+    reg("r15", 64, "int64", CORE, Source::Gpr(Gpr::R15)),
+    reg("rip", 64, "code_ptr", CORE, Source::Gpr(Gpr::Rip)),
     reg("eflags", 32, "vmrr_eflags", CORE, Source::Eflags),
     reg("cs", 32, "int32", CORE, Source::Selector(0)),
     reg("ss", 32, "int32", CORE, Source::Selector(1)),
@@ -311,20 +308,6 @@ pub fn target_xml() -> &'static str {
     XML.get_or_init(build_xml)
 }
 
-/// vmrr's x86-64 as gdbstub sees it.
-pub enum VmrrX86_64 {}
-
-impl Arch for VmrrX86_64 {
-    type Usize = u64;
-    type Registers = Regs;
-    type RegId = RegNum;
-    type BreakpointKind = usize;
-
-    fn target_description_xml() -> Option<&'static str> {
-        Some(target_xml())
-    }
-}
-
 /// Register values in [`REGISTERS`] order; `None` is unavailable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Regs {
@@ -342,17 +325,12 @@ impl Default for Regs {
 impl Regs {
     /// The registers of a vCPU as KVM reports them.
     pub fn from_kvm(regs: &kvm_regs, sregs: &kvm_sregs) -> Regs {
-        let gprs = [
-            regs.rax, regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi, regs.rbp, regs.rsp, regs.r8, regs.r9,
-            regs.r10, regs.r11, regs.r12, regs.r13, regs.r14, regs.r15,
-        ];
         let selectors = [sregs.cs, sregs.ss, sregs.ds, sregs.es, sregs.fs, sregs.gs].map(|s| s.selector);
         let values = REGISTERS
             .iter()
             .map(|r| {
                 let v: u64 = match r.source {
-                    Source::Gpr(i) => gprs[i],
-                    Source::Rip => regs.rip,
+                    Source::Gpr(g) => g.get(regs),
                     Source::Eflags => regs.rflags & 0xffff_ffff,
                     Source::Selector(i) => u64::from(selectors[i]),
                     Source::FsBase => sregs.fs.base,
@@ -372,55 +350,30 @@ impl Regs {
     }
 
     /// The value of the register called `name`, if available.
+    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<u128> {
         let i = REGISTERS.iter().position(|r| r.name == name)?;
         self.values.get(i).copied().flatten()
     }
-}
 
-impl Registers for Regs {
-    type ProgramCounter = u64;
-
-    fn pc(&self) -> u64 {
-        self.get("rip").map(|v| v as u64).unwrap_or(0)
+    /// Register number `n` as the `p` packet gives it: little-endian hex,
+    /// `xx` per byte when unavailable; `None` for a number not in the
+    /// description.
+    pub fn hex_of(&self, n: usize) -> Option<String> {
+        let r = REGISTERS.get(n)?;
+        let bytes = r.bits / 8;
+        Some(match self.values.get(n).copied().flatten() {
+            Some(v) => v.to_le_bytes()[..bytes]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            None => "xx".repeat(bytes),
+        })
     }
 
-    fn gdb_serialize(&self, mut write_byte: impl FnMut(Option<u8>)) {
-        for (r, v) in REGISTERS.iter().zip(&self.values) {
-            let bytes = r.bits / 8;
-            match v {
-                Some(v) => v.to_le_bytes()[..bytes].iter().for_each(|b| write_byte(Some(*b))),
-                None => (0..bytes).for_each(|_| write_byte(None)),
-            }
-        }
-    }
-
-    fn gdb_deserialize(&mut self, bytes: &[u8]) -> Result<(), ()> {
-        let mut at = 0;
-        for (r, v) in REGISTERS.iter().zip(self.values.iter_mut()) {
-            let n = r.bits / 8;
-            let chunk = bytes.get(at..at + n).ok_or(())?;
-            let mut le = [0u8; 16];
-            le[..n].copy_from_slice(chunk);
-            *v = Some(u128::from_le_bytes(le));
-            at += n;
-        }
-        Ok(())
-    }
-}
-
-/// A register by its number in the target description.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RegNum(pub usize);
-
-impl RegId for RegNum {
-    fn from_raw_id(id: usize) -> Option<(Self, Option<NonZeroUsize>)> {
-        let r = REGISTERS.get(id)?;
-        Some((RegNum(id), NonZeroUsize::new(r.bits / 8)))
-    }
-
-    fn to_raw_id(&self) -> Option<usize> {
-        Some(self.0)
+    /// Every register in order, as the `g` packet gives them.
+    pub fn hex_all(&self) -> String {
+        (0..REGISTERS.len()).filter_map(|n| self.hex_of(n)).collect()
     }
 }
 
@@ -430,14 +383,13 @@ mod tests {
 
     #[test]
     fn g_packet_size_matches_the_description() {
-        let mut n = 0;
-        Regs::default().gdb_serialize(|_| n += 1);
         let bits: usize = REGISTERS.iter().map(|r| r.bits).sum();
-        assert_eq!(n * 8, bits);
+        assert_eq!(Regs::default().hex_all().len() * 4, bits);
         let xml = target_xml();
         assert_eq!(xml.matches("<reg ").count(), REGISTERS.len());
         assert!(xml.contains("name=\"fs_base\""));
         assert!(xml.contains("name=\"cr3\""));
+        assert_eq!(Regs::default().hex_of(REGISTERS.len()), None);
     }
 
     #[test]
@@ -452,15 +404,14 @@ mod tests {
         sregs.fs.base = 0xfeed;
         sregs.cr3 = 0x1000;
         let r = Regs::from_kvm(&regs, &sregs);
-        assert_eq!(r.pc(), 0x1234);
+        assert_eq!(r.get("rip"), Some(0x1234));
         assert_eq!(r.get("rsp"), Some(0x8000));
         assert_eq!(r.get("fs_base"), Some(0xfeed));
         assert_eq!(r.get("cr3"), Some(0x1000));
         assert_eq!(r.get("xmm0"), None);
-        let mut copy = Regs::default();
-        let mut bytes = Vec::new();
-        r.gdb_serialize(|b| bytes.push(b.unwrap_or(0)));
-        copy.gdb_deserialize(&bytes).expect("round trip");
-        assert_eq!(copy.get("rip"), Some(0x1234));
+        // rip is register 16, eflags 17 (32 bits), st0 24 (unavailable).
+        assert_eq!(r.hex_of(16).as_deref(), Some("3412000000000000"));
+        assert_eq!(r.hex_of(17).as_deref(), Some("46020000"));
+        assert_eq!(r.hex_of(24).as_deref(), Some("xxxxxxxxxxxxxxxxxxxx"));
     }
 }

@@ -1,41 +1,40 @@
-//! The gdb remote target of vmrr: gdb attaches to a recording as to any
-//! remote target and moves through it with `stepi`, `continue`,
-//! `reverse-stepi`, `reverse-continue`, breakpoints and watchpoints.
+//! The gdb remote target of vmrr: gdb attaches to a recording and sees the
+//! cluster as it sees several programs.
 //!
-//! * Each VM is a gdb thread: thread N is VM N-1, named in `info threads`.
-//! * Registers and memory are those of the VM at the session's cursor;
-//!   memory is read through the VM's own page tables. Memory writes change
-//!   only the materialised copy and are undone before the cursor moves.
-//! * Breakpoints and watchpoints are checked by the engine, never written
-//!   into guest memory.
-//! * A step moves one VM; a continue searches the VMs gdb resumes (all of
-//!   them by default, one with `set scheduler-locking on`). At either end of
-//!   the trace gdb prints "No more reverse-execution history".
-//! * `monitor` commands move by instruction count, time, event or bookmark
-//!   (`monitor help`).
+//! * **A VM is an inferior** (gdb's process `N` is VM `N`, counted from 1)
+//!   with one thread, `N.1`. Each has its own address space and its own
+//!   symbol file: gdb reads the path of the VM's image (the copy inside the
+//!   trace) with `qXfer:exec-file:read` and loads it by itself.
+//! * **All-stop as gdb expects it**: a continue moves the whole cluster in
+//!   the cluster order, and every breakpoint or watchpoint hit is reported,
+//!   those of several VMs at the same virtual time one after another;
+//!   `reverse-continue` likewise backwards. Thread-scoped breakpoints
+//!   (`break f thread 2.1`) stop only there.
+//! * **No silent writes**: memory and register writes (and so `call`,
+//!   `return`, `jump`) are refused with the reason and what to do instead.
+//! * `monitor` commands take the moments and names of the rest of vmrr.
 //!
-//! Everything is a call of [`vmrr_debugger::session::Session`], shared with
-//! other views (the TUI) behind a mutex that is held only while a request is
-//! answered; the bridge itself holds no time-travel logic.
+//! vmrr speaks the remote protocol itself (`proto`: framing, packets,
+//! replies; `areas`: one file per area of the protocol over the
+//! connection's `state`), because a cluster needs the multiprocess
+//! extensions, which gdbstub 0.7 does not offer (it reports one fixed
+//! process). Everything that moves is a call of
+//! [`vmrr_debugger::session::Session`], shared with other views (the TUI)
+//! behind a mutex held only while a request is answered.
 //!
-//! What gdb needs: nothing beyond `target remote` for registers, memory,
-//! breakpoints and reverse execution. Two settings make the rest exact, and
-//! [`GDB_SCRIPT`] holds them: gdb caches registers until the target stops,
-//! so after a `monitor` command that moves the cursor it must flush them;
-//! and gdb does not tell the target which thread is selected when it
-//! resumes "any thread", so `set scheduler-locking step` makes step
-//! commands name it (without it, `reverse-stepi` steps the thread of the
-//! last stop or of the last `thread N`, which `thread apply` can mislead).
+//! What gdb needs besides `target extended-remote`: `set schedule-multiple
+//! on` (a continue resumes every inferior) and the settings of
+//! [`GDB_SCRIPT`]; [`gdb_command`] gives the whole command line.
 
 #![warn(missing_docs)]
 
 mod arch;
-mod breakpoints;
-mod monitor;
-mod packets;
-mod resume;
+mod areas;
+mod dispatch;
+mod proto;
+mod run;
 mod server;
-mod target;
+mod state;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -43,7 +42,7 @@ use std::sync::{Arc, Mutex};
 
 use vmrr_debugger::session::Session;
 
-pub use monitor::HELP as MONITOR_HELP;
+pub use areas::HELP as MONITOR_HELP;
 
 /// Where the bridge reports what the person running the server should know
 /// (a refused packet, a failed move). The TUI passes its own; the default
@@ -56,9 +55,6 @@ pub enum GdbError {
     /// The listening socket or a connection failed.
     #[error("gdb connection: {0}")]
     Io(#[from] std::io::Error),
-    /// gdbstub could not be set up.
-    #[error("gdb stub: {0}")]
-    Stub(String),
 }
 
 /// Options of [`serve_with`].
@@ -76,11 +72,9 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves the gdb remote protocol on `listener`, one client at a time, over
-/// the shared `session`. Blocks; returns only if the listener fails. Each
-/// request locks the session while it is answered, so other views can
-/// redraw between gdb's requests, and every move goes through the session's
-/// own methods, which bump its generation.
+/// Serves the gdb remote protocol on `listener` over the shared `session`,
+/// one gdb at a time (a second one is refused at once, with a message).
+/// Blocks; returns only if the listener fails.
 pub fn serve(session: Arc<Mutex<Session>>, listener: TcpListener) -> Result<(), GdbError> {
     serve_with(session, listener, &ServeOptions::default())
 }
@@ -91,24 +85,11 @@ pub fn serve_with(
     listener: TcpListener,
     options: &ServeOptions,
 ) -> Result<(), GdbError> {
-    for stream in listener.incoming() {
-        let stream = stream?;
-        let peer = stream
-            .peer_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|_| "?".into());
-        (options.log)(&format!("gdb connected from {peer}"));
-        match serve_connection(session.clone(), stream, options) {
-            Ok(()) => (options.log)(&format!("gdb from {peer} disconnected")),
-            Err(e) => (options.log)(&format!("gdb from {peer}: {e}")),
-        }
-    }
-    Ok(())
+    server::serve(session, listener, options)
 }
 
 /// Serves one already accepted gdb connection until gdb detaches or goes
-/// away. Breakpoints and watchpoints it set are removed from the session,
-/// and memory it wrote is restored, when it ends.
+/// away. Breakpoints and watchpoints it set leave the session when it ends.
 pub fn serve_connection(
     session: Arc<Mutex<Session>>,
     stream: TcpStream,
@@ -117,35 +98,138 @@ pub fn serve_connection(
     server::serve_connection(session, stream, options.log.clone())
 }
 
-/// gdb commands to load with `-x` after `target remote`: flush gdb's
-/// register cache after each `monitor` command (which may move the cursor),
-/// and make step commands name the selected thread.
-pub const GDB_SCRIPT: &str = "\
-# vmrr: gdb settings for a vmrr recording (load after `target remote`).
+/// gdb settings for a vmrr server, to load after `target extended-remote`
+/// (gdb must also `set schedule-multiple on`; [`gdb_command`] does both):
+///
+/// * `set scheduler-locking step`: steps name their VM (gdb's `bs` carries
+///   no thread otherwise), while continues still move the whole cluster;
+/// * `unset tdesc filename` in each inferior but the first: gdb 13 reads
+///   the target description only for the inferior it connected with, and
+///   would read the others' registers in the ELF's default layout;
+/// * before each prompt and after each `monitor` command, `monitor sync`:
+///   gdb drops its cached registers when the cursor moved outside its own
+///   resumes (a `monitor goto`, the TUI), selects the VM a `monitor` move
+///   went to, and prints the notices no reply could carry (gdb 13 says only
+///   "Cannot access memory" for a refused memory write);
+/// * one resume with inferior 1 selected, which the server answers without
+///   moving: without it gdb 13 hangs in the first `continue` whose stop is
+///   in inferior 1 while another inferior is selected;
+/// * the session's focus VM is then selected.
+pub const GDB_SCRIPT: &str = r#"# vmrr: gdb settings for a vmrr recording (load after `target extended-remote`).
+# Steps name the selected VM; continues still move the whole cluster.
+set scheduler-locking step
+python
+import gdb
+
+_vmrr_busy = False
+
+def _vmrr_sync(*_):
+    """Asks the server what gdb must redo: drop cached registers, select a VM, print notices."""
+    global _vmrr_busy
+    if _vmrr_busy:
+        return
+    _vmrr_busy = True
+    try:
+        out = gdb.execute("monitor sync", to_string=True)
+    except gdb.error:
+        return
+    finally:
+        _vmrr_busy = False
+    for line in out.splitlines():
+        if line == "flush":
+            gdb.execute("maintenance flush register-cache")
+        elif line.startswith("select "):
+            gdb.execute("inferior " + line[len("select "):])
+        elif line == "frame":
+            gdb.execute("frame")
+        elif line:
+            print(line)
+
+gdb.events.before_prompt.connect(_vmrr_sync)
+end
+# gdb reads the target description (vmrr's registers) only for inferior 1;
+# the other inferiors would take the ELF's default layout. Read it for each
+# (switching quietly: their frames cannot be shown before).
+python
+for _inf in gdb.inferiors():
+    if _inf.num != 1 and _inf.pid != 0 and _inf.threads():
+        _inf.threads()[0].switch()
+        gdb.execute("unset tdesc filename", to_string=True)
+if gdb.inferiors()[0].threads():
+    gdb.inferiors()[0].threads()[0].switch()
+end
 # A monitor command may move the cursor: drop gdb's cached registers and frames.
 define hookpost-monitor
-  maintenance flush register-cache
+  python _vmrr_sync()
 end
-# Steps name the selected thread (VM); continues still run the whole cluster.
-set scheduler-locking step
-";
+# gdb 13 hangs in the first continue that stops in inferior 1 while another
+# inferior is selected, unless inferior 1 resumed once: the server answers
+# this step without moving. Then select the VM the server stands at.
+python
+_vmrr_busy = True
+try:
+    gdb.execute("set suppress-cli-notifications on")
+    gdb.execute("monitor null-resume", to_string=True)
+    gdb.execute("stepi", to_string=True)
+finally:
+    gdb.execute("set suppress-cli-notifications off")
+    _vmrr_busy = False
+_vmrr_sync()
+end
+"#;
 
-/// The command that attaches gdb to a server on `port`, with symbols from
-/// `image`, loading `script` (a file holding [`GDB_SCRIPT`]) if given.
-pub fn attach_command(image: &Path, port: u16, script: Option<&Path>) -> String {
-    let quote = |p: &Path| {
-        let s = p.display().to_string();
-        if s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
+/// The arguments that start gdb on a server at `port` of this machine,
+/// with every setting vmrr needs, loading `script` (a file holding
+/// [`GDB_SCRIPT`]).
+pub fn gdb_args(port: u16, script: &Path) -> Vec<String> {
+    [
+        "-q",
+        "-ex",
+        "set sysroot /",
+        "-ex",
+        "set remotetimeout 60",
+        "-ex",
+        "set schedule-multiple on",
+        "-ex",
+        &format!("target extended-remote 127.0.0.1:{port}"),
+        "-x",
+        &script.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// [`gdb_args`] as a command line for a shell.
+pub fn gdb_command(port: u16, script: &Path) -> String {
+    let quote = |s: &str| {
+        if !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
         {
-            s
+            s.to_string()
         } else {
             format!("'{}'", s.replace('\'', r"'\''"))
         }
     };
-    let mut cmd = format!("gdb {} -ex 'target remote :{port}'", quote(image));
-    if let Some(script) = script {
-        cmd += &format!(" -x {}", quote(script));
+    let mut line = String::from("gdb");
+    for arg in gdb_args(port, script) {
+        line.push(' ');
+        line.push_str(&quote(&arg));
     }
-    cmd
+    line
+}
+
+/// The command that attaches gdb to a server on `port`, loading `script`
+/// (a file holding [`GDB_SCRIPT`]) if given. `image` is not needed any
+/// more (gdb loads every VM's image by itself) and is kept for callers of
+/// the first version.
+pub fn attach_command(_image: &Path, port: u16, script: Option<&Path>) -> String {
+    match script {
+        Some(script) => gdb_command(port, script),
+        None => format!(
+            "gdb -q -ex 'set sysroot /' -ex 'set schedule-multiple on' -ex 'target extended-remote 127.0.0.1:{port}' \
+             -ex 'set scheduler-locking step'"
+        ),
+    }
 }

@@ -112,9 +112,9 @@ _start32:
         ljmp    $SEL_CODE64, $_start64
         .size   _start32, . - _start32
 
-        .code64
+        .code64; .cfi_sections .debug_frame     /* unwind info: see below */
         .type   _start64, @function
-_start64:
+_start64: .cfi_startproc; .cfi_undefined rip   /* the outermost frame */
         movl    $SEL_DATA, %eax
         movl    %eax, %ds
         movl    %eax, %es
@@ -131,7 +131,16 @@ _start64:
 2:      cli
         hlt
         jmp     2b
+        .cfi_endproc
         .size   _start64, . - _start64
+/*
+ * _start64 is the outermost frame: its CFI says the return address is
+ * undefined, which is how a debugger knows the backtrace ends there (a zero
+ * frame pointer is not enough: gdb would show a bogus
+ * "0x0000000000000000 in ?? ()" frame above it).  The kit keeps unwind
+ * tables in .debug_frame (.eh_frame is discarded by link.ld).  The
+ * directives share lines with the code so that line numbers stay put.
+ */
 
 /* ------------------------------------------------------------------------ */
 /*

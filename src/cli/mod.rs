@@ -96,10 +96,13 @@ enum Command {
     Run(RunArgs),
     /// Record a cluster (cluster.toml) or one guest image into a trace folder.
     Record(record::RecordArgs),
-    /// Re-execute a trace from its checkpoints and recorded inputs; with
-    /// --verify, compare every checkpoint and report the first divergence.
+    /// Open a trace in gdb, every VM an inferior with its own symbols
+    /// (like `rr replay`; --at MOMENT to start there); with --verify,
+    /// re-execute it from its checkpoints and recorded inputs instead and
+    /// report the first divergence.
     ///
-    /// Exit status: 0 when the replay matches, 5 when it diverged, 2 on error.
+    /// Exit status: gdb's; with --verify, 0 when the replay matches, 5 when
+    /// it diverged, 2 on error.
     Replay(replay::ReplayArgs),
     /// List a trace's events, filtered by VM, kind and virtual time.
     Events(query::EventsArgs),
@@ -108,8 +111,9 @@ enum Command {
     /// Build the execution index of a trace recorded by an older vmrr (which
     /// makes continue, finish and watchpoints fast), replaying its slices.
     Index(index::IndexArgs),
-    /// Serve a trace to gdb (remote protocol): VMs are threads; stepi,
-    /// continue, breakpoints and watchpoints work both ways.
+    /// Serve a trace to a gdb started elsewhere (an IDE): each VM is an
+    /// inferior; stepi, continue, breakpoints and watchpoints work both
+    /// ways. Prints the gdb command that attaches.
     Gdb(gdb::GdbArgs),
     /// Explore a trace in a full-screen terminal UI: timeline, registers,
     /// disassembly, events, bookmarks; step both ways, follow frames.

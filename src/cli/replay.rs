@@ -1,5 +1,6 @@
-//! `vmrr replay`: re-execute a trace's VMs from their checkpoints and inputs,
-//! and with `--verify` compare the state at every checkpoint.
+//! `vmrr replay`: with `--verify`, re-execute a trace's VMs from their
+//! checkpoints and inputs and compare the state at every checkpoint; without,
+//! open the trace in gdb (`super::gdb::replay`), as `rr replay` does.
 
 use super::CliError;
 use std::path::PathBuf;
@@ -13,7 +14,8 @@ use vmrr_debugger::trace::Trace;
 pub struct ReplayArgs {
     /// The trace folder.
     pub trace: PathBuf,
-    /// Only this VM (by name).
+    /// With --verify: only this VM (by name). Without: the VM gdb selects
+    /// first (by name or number from 1; default: the VM of the --at moment).
     #[arg(long)]
     pub vm: Option<String>,
     /// Threads replaying checkpoint slices in parallel, 1 to 1024 (default:
@@ -23,6 +25,15 @@ pub struct ReplayArgs {
     /// Compare the state hash at every checkpoint and report the first divergence.
     #[arg(long)]
     pub verify: bool,
+    /// Where gdb starts: a time (12.5ms), an icount (of the --vm VM, else
+    /// the first), VM:ICOUNT (backup2:4500), #EVENT, start, end (of the
+    /// --vm VM, else the first), or a bookmark name (spaces allowed). Not
+    /// with --verify.
+    #[arg(long, conflicts_with = "verify")]
+    pub at: Option<String>,
+    /// Arguments for gdb, after `--` (e.g. `-- -batch -ex bt`).
+    #[arg(last = true, conflicts_with = "verify")]
+    pub gdb_args: Vec<String>,
 }
 
 /// Exit status when the replay diverged from the recording.
@@ -30,6 +41,9 @@ pub const EXIT_DIVERGED: u8 = 5;
 
 /// Replays and reports.
 pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
+    if !args.verify {
+        return super::gdb::replay(args);
+    }
     let trace = Trace::open(&args.trace, false).map_err(|e| CliError::of(&e))?;
     if !trace.is_complete() {
         eprintln!("vmrr: note: this recording did not finish; replaying up to its last checkpoint");

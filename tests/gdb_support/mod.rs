@@ -1,15 +1,21 @@
-//! Helpers of the gdb tests: a recorded kvstore-bug trace (once per test
-//! binary), a `vmrr gdb` server on a free port, batch runs of the real gdb,
-//! and a raw remote-protocol client for malformed packets.
+//! Helpers of the gdb tests: recorded traces (the kvstore-bug demo, and a
+//! cluster of two different images), a `vmrr gdb` server on a free port,
+//! the real gdb in batch mode or reading commands from a pipe (so that it
+//! shows prompts, and vmrr's settings print their notices), and a raw
+//! remote-protocol client for malformed packets.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::common::VMRR;
+
+pub use raw::{frame, hex, Raw};
 
 /// The kvstore-bug trace, recorded once per test binary.
 pub fn trace() -> &'static Path {
@@ -17,14 +23,50 @@ pub fn trace() -> &'static Path {
     crate::demo::kvstore_bug_trace()
 }
 
-/// The image gdb loads symbols from: the trace's own copy.
-pub fn image() -> PathBuf {
-    trace().join("images/backup2.elf")
-}
-
 /// Address of `name` in the kvstore image, from its symbol table.
 pub fn symbol(name: &str) -> u64 {
     crate::demo::kvstore_symbol(name)
+}
+
+/// A cluster of two different images, recorded once per test binary:
+/// `ping` and `pong` run pingpong (two rounds), `calc` runs compute. The
+/// images put different variables at the same addresses (compute's
+/// `table` is where pingpong's `irq_handlers` is).
+pub fn mixed_trace() -> &'static Path {
+    static TRACE: OnceLock<PathBuf> = OnceLock::new();
+    crate::common::require_kvm();
+    TRACE.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("vmrr-gdb-mixed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the mixed cluster's folder");
+        let pingpong = vmrr_guests::image("pingpong");
+        let compute = vmrr_guests::image("compute");
+        let cluster = format!(
+            "seed = 1\n[network]\nlatency_us = 50\n\
+             [[vm]]\nname = \"ping\"\nimage = \"{}\"\ncmdline = \"id=0 count=2\"\n\
+             [[vm]]\nname = \"pong\"\nimage = \"{}\"\ncmdline = \"id=1 count=2\"\n\
+             [[vm]]\nname = \"calc\"\nimage = \"{}\"\ncmdline = \"iters=3000\"\n",
+            pingpong.display(),
+            pingpong.display(),
+            compute.display()
+        );
+        let file = dir.join("mixed.toml");
+        std::fs::write(&file, cluster).expect("write the cluster file");
+        let out = dir.join("trace");
+        let o = Command::new(VMRR)
+            .arg("record")
+            .arg(&file)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .expect("run vmrr record");
+        assert!(
+            o.status.success(),
+            "vmrr record of the mixed cluster failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    })
 }
 
 /// A `vmrr gdb` server on a free port, killed when dropped.
@@ -32,21 +74,30 @@ pub struct Server {
     child: Child,
     /// The port it listens on.
     pub port: u16,
+    /// Where it wrote gdb's settings.
+    pub settings: PathBuf,
     /// What it printed on start.
     pub banner: String,
+    /// The rest of its output (its log), read when asked for.
+    stderr: Option<std::process::ChildStderr>,
 }
 
 impl Server {
-    /// Starts a server over the test trace with `extra` arguments.
+    /// Starts a server over the kvstore-bug trace with `extra` arguments.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_on(trace(), extra)
+    }
+
+    /// Starts a server over `trace` with `extra` arguments.
+    pub fn start_on(trace: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(VMRR)
             .arg("gdb")
-            .arg(trace())
+            .arg(trace)
             .args(["--port", "0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start vmrr gdb");
         let stdout = child.stdout.take().expect("stdout");
@@ -65,30 +116,97 @@ impl Server {
             .split_whitespace()
             .find_map(|w| w.strip_prefix("127.0.0.1:"))
             .and_then(|p| p.parse::<u16>().ok());
-        let Some(port) = port else {
+        let settings = banner
+            .split(" -x ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(PathBuf::from);
+        let (Some(port), Some(settings)) = (port, settings) else {
             let _ = child.kill();
-            panic!("no port in vmrr gdb's banner:\n{banner}");
+            panic!("no port or settings in vmrr gdb's banner:\n{banner}");
         };
-        Server { child, port, banner }
+        let stderr = child.stderr.take();
+        Server {
+            child,
+            port,
+            settings,
+            banner,
+            stderr,
+        }
     }
 
-    /// Runs gdb in batch mode against this server: `target remote`, then
-    /// `commands` in order; returns everything gdb printed.
+    /// The arguments that attach gdb with vmrr's settings (as printed).
+    fn attach_args(&self) -> Vec<String> {
+        [
+            "-nx",
+            "-ex",
+            "set pagination off",
+            "-ex",
+            "set width 0",
+            "-ex",
+            "set confirm off",
+            "-ex",
+            "set sysroot /",
+            "-ex",
+            "set schedule-multiple on",
+            "-ex",
+            &format!("target extended-remote 127.0.0.1:{}", self.port),
+            "-x",
+            &self.settings.display().to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// Runs gdb in batch mode against this server with vmrr's settings,
+    /// then `commands` in order; returns everything gdb printed.
     pub fn gdb(&self, commands: &[&str]) -> String {
         let mut cmd = Command::new("gdb");
-        cmd.args(["-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0"])
-            .arg("-ex")
-            .arg(format!("target remote :{}", self.port));
+        cmd.arg("-batch").args(self.attach_args());
         for c in commands {
             cmd.arg("-ex").arg(c);
         }
-        cmd.arg(image());
-        run_merged(&mut cmd, Duration::from_secs(60))
+        run_merged(&mut cmd, None, Duration::from_secs(120))
+    }
+
+    /// Runs gdb reading `commands` from a pipe, as a person types them:
+    /// gdb shows its prompts, so vmrr's settings run before each one (and
+    /// print the notices no reply can carry).
+    pub fn gdb_typed(&self, commands: &[&str]) -> String {
+        let mut cmd = Command::new("gdb");
+        cmd.arg("-q").args(self.attach_args());
+        let mut input = commands.join("\n");
+        input.push_str("\nquit\n");
+        run_merged(&mut cmd, Some(input), Duration::from_secs(120))
+    }
+
+    /// Runs gdb in batch mode with only the connection (no vmrr settings).
+    pub fn gdb_bare(&self, commands: &[&str]) -> String {
+        let mut cmd = Command::new("gdb");
+        cmd.args(["-batch", "-nx", "-ex", "set pagination off", "-ex", "set width 0"])
+            .arg("-ex")
+            .arg(format!("target extended-remote 127.0.0.1:{}", self.port));
+        for c in commands {
+            cmd.arg("-ex").arg(c);
+        }
+        run_merged(&mut cmd, None, Duration::from_secs(120))
     }
 
     /// Whether the server process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the server and returns its log.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut log = String::new();
+        if let Some(mut e) = self.stderr.take() {
+            let _ = e.read_to_string(&mut log);
+        }
+        log
     }
 }
 
@@ -100,12 +218,17 @@ impl Drop for Server {
 }
 
 /// Runs `cmd` with stdout and stderr into one pipe (gdb prints `monitor`
-/// output on stderr, and the order matters); kills it after `timeout`.
-pub fn run_merged(cmd: &mut Command, timeout: Duration) -> String {
+/// output and errors on stderr, and the order matters), `input` on its
+/// stdin; kills it after `timeout`.
+pub fn run_merged(cmd: &mut Command, input: Option<String>, timeout: Duration) -> String {
     let (mut reader, writer) = std::io::pipe().expect("pipe");
     let writer2 = writer.try_clone().expect("pipe clone");
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(writer)
         .stderr(writer2)
         .spawn()
@@ -114,6 +237,11 @@ pub fn run_merged(cmd: &mut Command, timeout: Duration) -> String {
     // so that the read ends when the child exits.
     let command = format!("{cmd:?}");
     *cmd = Command::new("true");
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(text.as_bytes());
+        });
+    }
     let collector = std::thread::spawn(move || {
         let mut text = String::new();
         let _ = reader.read_to_string(&mut text);
@@ -136,111 +264,127 @@ pub fn run_merged(cmd: &mut Command, timeout: Duration) -> String {
     collector.join().unwrap_or_default()
 }
 
-/// A minimal remote-protocol client that sends whatever it is told.
-pub struct Raw {
-    stream: TcpStream,
-    pending: Vec<u8>,
+/// The text between two marker lines gdb echoed (`echo` commands).
+pub fn between<'a>(output: &'a str, from: &str, to: &str) -> &'a str {
+    let start = output
+        .find(from)
+        .unwrap_or_else(|| panic!("no {from:?} in gdb output:\n{output}"));
+    let rest = &output[start + from.len()..];
+    let end = rest
+        .find(to)
+        .unwrap_or_else(|| panic!("no {to:?} after {from:?} in gdb output:\n{output}"));
+    &rest[..end]
 }
 
-/// `$body#xx`.
-pub fn frame(body: &[u8]) -> Vec<u8> {
-    let sum = body.iter().fold(0u8, |a, b| a.wrapping_add(*b));
-    let mut out = vec![b'$'];
-    out.extend_from_slice(body);
-    out.extend_from_slice(format!("#{sum:02x}").as_bytes());
-    out
+/// The lines of gdb's `info registers` output, keyed by register name.
+pub fn registers(output: &str) -> Vec<(String, String)> {
+    output
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let name = words.next()?;
+            let value = words.next()?;
+            value
+                .starts_with("0x")
+                .then(|| (name.to_string(), value.to_string()))
+        })
+        .collect()
 }
 
-impl Raw {
-    /// Connects to `port`.
-    pub fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        Raw {
-            stream,
-            pending: Vec::new(),
-        }
+/// The stop lines gdb printed (`Thread N.1 "name" hit …`), in order.
+pub fn stops(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|l| l.starts_with("Thread ") && l.contains(" hit "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A terminal (tmux) running a command, killed when dropped.
+pub struct Terminal {
+    name: String,
+}
+
+impl Terminal {
+    /// Starts `command` (a shell command line) in a detached tmux session.
+    pub fn start(command: &str) -> Terminal {
+        let name = format!("vmrr-gdb-test-{}", std::process::id());
+        let ok = Command::new("tmux")
+            .args([
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                "200",
+                "-y",
+                "50",
+            ])
+            .arg(command)
+            .status()
+            .expect("run tmux (scripts/install-deps.sh installs it)");
+        assert!(ok.success(), "tmux new-session failed");
+        Terminal { name }
     }
 
-    /// Sends raw bytes.
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send");
+    /// The screen's text.
+    pub fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-J", "-S", "-200", "-t", &self.name])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Sends a packet with a correct checksum.
-    pub fn send(&mut self, body: &[u8]) {
-        self.send_raw(&frame(body));
+    /// Types `text` and Enter.
+    pub fn type_line(&self, text: &str) {
+        let ok = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "-l", text])
+            .status()
+            .expect("tmux send-keys");
+        assert!(ok.success());
+        let _ = Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, "Enter"])
+            .status();
     }
 
-    /// The next reply packet's body (acks and NAKs skipped), or None if none
-    /// comes within `timeout`.
-    pub fn reply_within(&mut self, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
+    /// Waits until the screen holds `needle` `count` times; panics with the
+    /// screen after `timeout`.
+    pub fn wait_for(&self, needle: &str, count: usize, timeout: Duration) -> String {
+        let started = Instant::now();
         loop {
-            // A complete `$...#xx` in what has arrived?
-            if let Some(start) = self.pending.iter().position(|b| *b == b'$') {
-                if let Some(hash) = self.pending[start..].iter().position(|b| *b == b'#') {
-                    let end = start + hash + 3;
-                    if self.pending.len() >= end {
-                        let body =
-                            String::from_utf8_lossy(&self.pending[start + 1..start + hash]).into_owned();
-                        self.pending.drain(..end);
-                        return Some(body);
-                    }
-                }
-            } else {
-                self.pending.clear();
+            let screen = self.screen();
+            if screen.matches(needle).count() >= count {
+                return screen;
             }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("timeout");
-            let mut buf = [0u8; 65536];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return None
-                }
-                Err(e) => panic!("reading from the server: {e}"),
+            if started.elapsed() > timeout {
+                panic!("no {needle:?} (x{count}) on the screen after {timeout:?}:\n{screen}");
             }
+            std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    /// Sends `body` and returns the first reply that is not console output.
-    pub fn ask(&mut self, body: &[u8]) -> String {
-        self.send(body);
-        loop {
-            let reply = self
-                .reply_within(Duration::from_secs(20))
-                .unwrap_or_else(|| panic!("no reply to {:?}", String::from_utf8_lossy(body)));
-            if !(reply.starts_with('O') && reply != "OK") {
-                return reply;
-            }
-        }
-    }
-
-    /// Drops whatever replies are in flight (waiting `quiet` for more).
-    pub fn drain(&mut self, quiet: Duration) {
-        while self.reply_within(quiet).is_some() {}
-        self.pending.clear();
     }
 }
 
-/// Hex of a monitor command, for `qRcmd`.
-pub fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
+    }
 }
 
-/// The text of `O` packets' hex.
-pub fn unhex(hex: &str) -> String {
-    let bytes: Vec<u8> = (0..hex.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+/// Copies a folder (a trace) recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy to {}: {e}", target.display()));
+        }
+    }
 }

@@ -38,6 +38,7 @@ mod probes;
 mod resume;
 mod rounds;
 mod search;
+mod simultaneous;
 mod source;
 mod step;
 
@@ -55,6 +56,7 @@ pub use moves::{Move, Outcome};
 pub use over::{return_site, ReturnSite, Returned};
 pub use points::{Breakpoint, WatchKind, Watchpoint, MAX_WATCH_BYTES};
 pub use probes::{Hit, HitKind};
+pub use simultaneous::Stops;
 pub use source::MAX_FRAMES;
 pub use vmrr_index::{Pos, VmId};
 

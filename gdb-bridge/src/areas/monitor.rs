@@ -1,29 +1,31 @@
-//! `monitor` commands: where the cursor is, moving it by position, time,
-//! event or bookmark, listing events, following frames, bookmarks.
+//! `monitor` commands (`qRcmd`): where the cursor is, moving it to a
+//! moment (the one grammar of vmrr: a time, `vm:icount`, `#event`, a
+//! bookmark), listing events, following frames, bookmarks.
 //!
 //! Each command is a call of the session's API; this module only parses
 //! and formats. gdb caches registers and frames until the target stops, so
-//! after a command that moves the cursor gdb must drop that cache
-//! (`maintenance flush register-cache`): the script the server prints at
-//! start does it after every `monitor` command.
+//! after a command that moves the cursor gdb must drop that cache: vmrr's
+//! gdb settings do it after every `monitor` command, and `monitor sync`
+//! (run by those settings before each prompt) also tells gdb to select the
+//! VM a move went to and prints the notices no reply could carry.
 
-use gdbstub::target::ext::monitor_cmd::{outputln, ConsoleOutput, MonitorCmd};
 use vmrr_debugger::describe::event_line;
 use vmrr_debugger::session::{Moment, Move, Outcome, Pos, Session, VmId, MOMENT_HELP};
 use vmrr_debugger::vtime::format_ms as fmt_time;
 use vmrr_index::{EventFilter, EventKind};
 
-use crate::target::{lock, tid_of, VmrrTarget};
+use crate::proto::reply::console;
+use crate::state::{lock, pid_of, Target};
 
 /// Most events `monitor events` lists on each side of the cursor.
 const MAX_EVENTS: usize = 500;
 
 /// The `monitor help` text.
 pub const HELP: &str = "\
-vmrr monitor commands (VMs are gdb threads: thread N is VM N)
+vmrr monitor commands (each VM is a gdb inferior: inferior N is VM N)
   when                         where the focus VM and the cluster cursor stand
-  vm                           list the VMs; * marks the focus
-  vm NAME|N                    make a VM the focus (then `thread N` in gdb)
+  vm                           the VMs and where each stands; * marks the focus
+  vm NAME|N                    make a VM the focus (then `inferior N` in gdb)
   goto MOMENT                  go to a moment: a time (12.5ms), an icount of the
                                focus VM, VM:ICOUNT (backup2:4500), #EVENT,
                                start, end, or a bookmark name (spaces allowed)
@@ -38,20 +40,26 @@ vmrr monitor commands (VMs are gdb threads: thread N is VM N)
   bookmark list                list bookmarks
   bookmark goto NAME           go to a bookmark
   bookmark delete NAME         delete a bookmark
+  sync                         what vmrr's gdb settings run before each prompt and
+                               after each monitor command: notices (refused
+                               writes), and whether gdb must drop its cached
+                               registers, select a VM or show the frame
+  null-resume                  the next step or continue reports a stop without
+                               moving (vmrr's gdb settings use it once)
   help                         this text
 After a command that moves the cursor, gdb must drop its cached registers:
-`maintenance flush register-cache` (the vmrr.gdb script does it for you).";
+`maintenance flush register-cache` (vmrr's gdb settings do it for you).";
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
-/// `backup2 (thread 3), icount 61234, 122.230150 ms`
+/// `backup2 (inferior 3), icount 61234, 122.230150 ms`
 fn describe(s: &Session, p: Pos) -> String {
     format!(
-        "{} (thread {}), icount {}, {}",
+        "{} (inferior {}), icount {}, {}",
         s.vm_name(p.vm),
-        tid_of(p.vm),
+        pid_of(p.vm),
         p.icount,
         fmt_time(p.vtime_ns)
     )
@@ -82,16 +90,34 @@ fn rest(line: &str, n: usize) -> &str {
     t.trim_end()
 }
 
-impl VmrrTarget {
+impl Target {
+    /// `qRcmd`: runs one monitor command; its output goes back in console
+    /// packets, then `OK`.
+    pub(crate) fn monitor(&mut self, command: &[u8]) -> Vec<String> {
+        let line = String::from_utf8_lossy(command);
+        let text = self.monitor_text(&line);
+        let mut replies: Vec<String> = text.lines().map(|l| console(&format!("{l}\n"))).collect();
+        replies.push("OK".into());
+        replies
+    }
+
     /// Runs one monitor command line and returns its output.
-    pub(crate) fn monitor(&mut self, line: &str) -> String {
+    fn monitor_text(&mut self, line: &str) -> String {
         let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["sync"] => return self.sync_text(),
+            ["null-resume"] => {
+                self.null_resume = true;
+                return String::new();
+            }
+            _ => {}
+        }
         let session = self.session.clone();
         let mut s = lock(&session);
         let result = match words.as_slice() {
             [] | ["help"] => Ok(HELP.to_string()),
             ["when"] => self.when(&mut s),
-            ["vm"] => Ok(list_vms(&s)),
+            ["vm"] => Ok(list_vms(&mut s)),
             ["vm", ..] => self.set_vm(&mut s, rest(line, 1)),
             ["goto", ..] => self.go(&mut s, rest(line, 1)),
             ["events", args @ ..] => events(&mut s, args),
@@ -142,8 +168,15 @@ impl VmrrTarget {
 
     /// Performs a move, then says where the cursor went.
     fn perform(&mut self, s: &mut Session, mv: &Move) -> Result<String, String> {
-        self.discard_writes(s);
-        match s.perform(mv, &|_| {}).map_err(err)? {
+        let outcome = s.perform(mv, &|_| {}).map_err(err)?;
+        // gdb's view is stale now: the settings flush it, and select the
+        // VM the move went to.
+        self.pending.clear();
+        self.sync.flush = true;
+        if self.vms.get(s.focus() as usize).is_some_and(|v| v.attached) {
+            self.sync.select = Some(s.focus());
+        }
+        match outcome {
             Outcome::Choose(ends) => {
                 let names: Vec<&str> = ends.iter().map(|e| s.vm_name(e.vm)).collect();
                 Err(format!(
@@ -171,30 +204,69 @@ impl VmrrTarget {
         let vm = s.vm_by_name(name).map_err(err)?;
         s.set_focus(vm).map_err(err)?;
         Ok(format!(
-            "focus: {} (in gdb: thread {})",
+            "focus: {} (in gdb: inferior {})",
             s.vm_name(vm),
-            tid_of(vm)
+            pid_of(vm)
         ))
     }
 
     /// Where the cursor went, and how to see it in gdb.
     fn moved(&mut self, s: &mut Session) -> Result<String, String> {
         let mut text = self.when(s)?;
-        let tid = tid_of(s.focus());
-        if self.selected != tid {
-            text += &format!("\n(in gdb: thread {tid})");
+        if self.selected != s.focus() {
+            text += &format!("\n(in gdb: inferior {})", pid_of(s.focus()));
         }
         Ok(text)
     }
+
+    /// `monitor sync`: one line per thing for vmrr's gdb settings to do
+    /// (`flush`, `select N`), then the notices.
+    fn sync_text(&mut self) -> String {
+        let mut lines = Vec::new();
+        let moved_elsewhere = {
+            let s = lock(&self.session);
+            self.moved_to.is_some_and(|p| p != s.cursor())
+        };
+        if std::mem::take(&mut self.sync.flush) || moved_elsewhere {
+            lines.push("flush".to_string());
+            // Flushing once is enough for a move made elsewhere; stops
+            // found before it no longer hold.
+            let s = lock(&self.session);
+            self.moved_to = Some(s.cursor());
+            self.pending.clear();
+        }
+        match self.sync.select.take() {
+            // Show where the move went: the frame of the VM gdb shows.
+            Some(vm) if vm == self.selected => lines.push("frame".into()),
+            Some(vm) => {
+                // gdb switches with `Hg`, which does not say the user chose
+                // it: make it the focus here.
+                self.selected = vm;
+                let _ = lock(&self.session).set_focus(vm);
+                lines.push(format!("select {}", pid_of(vm)));
+            }
+            None => {}
+        }
+        lines.extend(std::mem::take(&mut self.notices));
+        lines.join("\n")
+    }
 }
 
-fn list_vms(s: &Session) -> String {
+/// Every VM, where it stands at the cursor, and how long its recording is.
+fn list_vms(s: &mut Session) -> String {
+    let width = s.vm_ids().map(|v| s.vm_name(v).len()).max().unwrap_or(4);
     s.vm_ids()
+        .collect::<Vec<_>>()
+        .into_iter()
         .map(|vm| {
+            let here = match s.position(vm) {
+                Ok(p) => format!("icount {}, {}", p.icount, fmt_time(p.vtime_ns)),
+                Err(e) => format!("({e})"),
+            };
             format!(
-                "{} thread {}  {:<12} {} instructions",
+                "{} inferior {}  {:<width$}  {here} (of {})",
                 if vm == s.focus() { '*' } else { ' ' },
-                tid_of(vm),
+                pid_of(vm),
                 s.vm_name(vm),
                 s.end_icount(vm)
             )
@@ -265,16 +337,6 @@ fn list_bookmarks(s: &Session) -> Result<String, String> {
         })
         .collect::<Vec<_>>()
         .join("\n"))
-}
-
-impl MonitorCmd for VmrrTarget {
-    fn handle_monitor_cmd(&mut self, cmd: &[u8], mut out: ConsoleOutput<'_>) -> Result<(), Self::Error> {
-        let line = String::from_utf8_lossy(cmd);
-        for l in self.monitor(&line).lines() {
-            outputln!(out, "{l}");
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
