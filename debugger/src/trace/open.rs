@@ -246,6 +246,12 @@ impl Trace {
         Ok((read(row)?, map))
     }
 
+    /// The memory of `vm` at its checkpoint `k`, as a page map (a fork's
+    /// first checkpoint starts from it).
+    pub fn page_map(&self, vm: usize, k: usize) -> Result<PageMap, TraceError> {
+        Ok(self.checkpoint_with_map(vm, k)?.1)
+    }
+
     /// Checkpoint `k` of `vm` with the full memory image it stands for.
     pub fn checkpoint_state(&self, vm: usize, k: usize) -> Result<(CheckpointFile, Vec<u8>), TraceError> {
         let (file, map) = self.checkpoint_with_map(vm, k)?;

@@ -4,6 +4,10 @@
 //! every `checkpoint_every` steps a VM gets a checkpoint (state + changed
 //! pages), and the index is flushed, so an interrupted recording keeps a
 //! valid trace up to its last checkpoint.
+//!
+//! [`record`] starts a cluster at its images' entry points; a fork starts
+//! one from a cut of another trace and records on with the same loop
+//! ([`run_recording`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use super::exec_index::slice_row;
 use super::pages::{dir_bytes, PageStore, PAGE_BYTES};
 use super::{file_hash, TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR};
 use crate::cluster::config::FaultKind;
+use crate::cluster::scheduler::Learnt;
 use crate::cluster::{Cluster, ClusterConfig, ClusterEvent, ClusterOptions, ClusterStop, FrameRecord};
 
 /// Default steps between two checkpoints of a VM: small enough that seeking
@@ -76,14 +81,31 @@ pub struct RecordSummary {
 }
 
 /// Per-VM recording state.
-struct VmRecorder {
+pub(crate) struct VmRecorder {
     /// Page index -> hash of the VM's memory as of its last checkpoint.
-    pages: BTreeMap<u64, String>,
-    last_checkpoint: Option<u64>,
+    pub(crate) pages: BTreeMap<u64, String>,
+    pub(crate) last_checkpoint: Option<u64>,
+    /// The icount the next checkpoint is counted from: the last
+    /// checkpoint's, or for a fork the parent's last before the cut (so that
+    /// the fork takes its checkpoints where the parent took them).
+    pub(crate) due_from: u64,
     /// Frames handed to the VM so far (replay inputs consumed).
-    inputs: u64,
+    pub(crate) inputs: u64,
     /// Its events as index rows.
-    rows: RowEncoder,
+    pub(crate) rows: RowEncoder,
+}
+
+impl VmRecorder {
+    /// A VM whose trace has no checkpoint yet.
+    pub(crate) fn new(vm: usize) -> VmRecorder {
+        VmRecorder {
+            pages: BTreeMap::new(),
+            last_checkpoint: None,
+            due_from: 0,
+            inputs: 0,
+            rows: RowEncoder::new(vm as u32),
+        }
+    }
 }
 
 fn stop_text(stop: Option<&Stop>) -> String {
@@ -99,26 +121,43 @@ pub fn image_path(name: &str) -> String {
     format!("{IMAGES_DIR}/{name}.elf")
 }
 
-struct Recorder {
-    out: PathBuf,
-    index: Index,
-    store: PageStore,
-    vms: Vec<VmRecorder>,
-    names: Vec<String>,
-    checkpoints: usize,
+/// What writes a trace while its cluster runs.
+pub(crate) struct Recorder {
+    pub(crate) out: PathBuf,
+    pub(crate) index: Index,
+    pub(crate) store: PageStore,
+    pub(crate) vms: Vec<VmRecorder>,
+    pub(crate) names: Vec<String>,
+    pub(crate) checkpoints: usize,
     /// Frames before this index are final and written.
-    frames_final: usize,
+    pub(crate) frames_final: usize,
+    /// Changes of the switch's table already written to `meta`.
+    pub(crate) learnt_written: usize,
 }
 
 impl Recorder {
-    fn flush_console(&mut self, vm: usize) -> Result<(), TraceError> {
+    /// A recorder writing into `out`, whose index is open, for VMs `names`.
+    pub(crate) fn new(out: &Path, index: Index, names: Vec<String>) -> Result<Recorder, TraceError> {
+        Ok(Recorder {
+            out: out.to_path_buf(),
+            index,
+            store: PageStore::open(&out.join(PAGES_DIR))?,
+            vms: (0..names.len()).map(VmRecorder::new).collect(),
+            names,
+            checkpoints: 0,
+            frames_final: 0,
+            learnt_written: 0,
+        })
+    }
+
+    pub(crate) fn flush_console(&mut self, vm: usize) -> Result<(), TraceError> {
         if let Some(row) = self.vms[vm].rows.flush() {
             self.index.add_event(&row)?;
         }
         Ok(())
     }
 
-    fn add(&mut self, e: &ClusterEvent) -> Result<(), TraceError> {
+    pub(crate) fn add(&mut self, e: &ClusterEvent) -> Result<(), TraceError> {
         if matches!(e.event.kind, VmEvent::FrameReceived(_)) {
             self.vms[e.vm].inputs += 1;
         }
@@ -132,7 +171,7 @@ impl Recorder {
 
     /// Writes the frames from the first one still in flight on (the index
     /// replaces rows it already has), then moves past those now final.
-    fn write_frames(&mut self, frames: &[FrameRecord]) -> Result<(), TraceError> {
+    pub(crate) fn write_frames(&mut self, frames: &[FrameRecord]) -> Result<(), TraceError> {
         for f in frames.iter().skip(self.frames_final) {
             let (recv_icount, recv_vtime_ns) = f.received.unzip();
             self.index.add_frame(&FrameRow {
@@ -158,8 +197,25 @@ impl Recorder {
         Ok(())
     }
 
-    /// Checkpoints VM `vm` where it stands: core state, changed pages, file, index row.
-    fn checkpoint(&mut self, vm: usize, machine: &mut Machine) -> Result<(), TraceError> {
+    /// Writes the changes of the switch's MAC table learnt since the last
+    /// call into `meta` (`switch.learnt`): a fork rebuilds the table from them.
+    pub(crate) fn write_learnt(&mut self, learnt: &[Learnt]) -> Result<(), TraceError> {
+        if learnt.len() == self.learnt_written {
+            return Ok(());
+        }
+        self.index.set_meta(LEARNT_KEY, &learnt_to_json(learnt))?;
+        self.learnt_written = learnt.len();
+        Ok(())
+    }
+
+    /// Checkpoints VM `vm` where it stands: core state, changed pages, file,
+    /// index row. `cluster_ns` is the cluster's time when it stands at a barrier.
+    pub(crate) fn checkpoint(
+        &mut self,
+        vm: usize,
+        machine: &mut Machine,
+        cluster_ns: Option<u64>,
+    ) -> Result<(), TraceError> {
         let name = self.names[vm].clone();
         let err = |source: vmrr_backend::VmError| TraceError::Vm {
             vm: name.clone(),
@@ -209,6 +265,7 @@ impl Recorder {
             state,
             changed,
             zeroed,
+            cluster_ns,
         };
         let (rel, file_hash) = file.write(&self.out)?;
         self.index.add_checkpoint(&CheckpointRow {
@@ -226,15 +283,47 @@ impl Recorder {
             EventKind::Checkpoint,
         ))?;
         self.vms[vm].last_checkpoint = Some(icount);
+        self.vms[vm].due_from = icount;
         self.checkpoints += 1;
         Ok(())
     }
 }
 
+/// The `meta` key of the switch's learnt MAC table.
+pub const LEARNT_KEY: &str = "switch.learnt";
+
+/// The switch's table changes as `meta` stores them: a JSON list of
+/// `[frame id, "52:54:00:12:34:01", port]`.
+pub fn learnt_to_json(learnt: &[Learnt]) -> String {
+    let rows: Vec<serde_json::Value> = learnt
+        .iter()
+        .map(|(id, mac, port)| {
+            let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+            serde_json::json!([id, mac.join(":"), port])
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// Reads `meta`'s `switch.learnt`; `None` if it is not that shape.
+pub fn learnt_from_json(text: &str) -> Option<Vec<Learnt>> {
+    let rows: Vec<(u64, String, usize)> = serde_json::from_str(text).ok()?;
+    rows.into_iter()
+        .map(|(id, mac, port)| {
+            let bytes: Vec<u8> = mac
+                .split(':')
+                .map(|b| u8::from_str_radix(b, 16).ok())
+                .collect::<Option<_>>()?;
+            let mac: [u8; 6] = bytes.try_into().ok()?;
+            Some((id, mac, port))
+        })
+        .collect()
+}
+
 /// A fault as text for the index, and the VMs it touches. Its event stands
 /// at the fault's virtual time and at each VM's icount at the window barrier
 /// after it (faults act on frames, not on instructions).
-fn describe_fault(config: &ClusterConfig, kind: &FaultKind) -> (String, Vec<usize>) {
+pub(crate) fn describe_fault(config: &ClusterConfig, kind: &FaultKind) -> (String, Vec<usize>) {
     let name = |i: usize| config.vms.get(i).map(|v| v.name.clone()).unwrap_or_default();
     match kind {
         FaultKind::Partition(group) => {
@@ -331,6 +420,9 @@ pub fn record(
     index.set_meta("seed", &config.seed.to_string())?;
     index.set_meta("checkpoint_every", &options.checkpoint_every.to_string())?;
     index.set_meta("source", &config.file.display().to_string())?;
+    // A fork of this trace runs on with the same limits.
+    index.set_meta("max_steps", &options.max_steps.to_string())?;
+    index.set_meta("max_vtime_ns", &options.max_vtime_ns.to_string())?;
 
     let cluster_options = ClusterOptions {
         jobs: options.jobs,
@@ -340,34 +432,48 @@ pub fn record(
     };
     let mut cluster = Cluster::new(traced, cluster_options)?;
     let n = config.vms.len();
-    let mut rec = Recorder {
-        out: out.to_path_buf(),
-        index,
-        store: PageStore::open(&out.join(PAGES_DIR))?,
-        vms: (0..n)
-            .map(|vm| VmRecorder {
-                pages: BTreeMap::new(),
-                last_checkpoint: None,
-                inputs: 0,
-                rows: RowEncoder::new(vm as u32),
-            })
-            .collect(),
-        names: config.vms.iter().map(|v| v.name.clone()).collect(),
-        checkpoints: 0,
-        frames_final: 0,
-    };
+    let names = config.vms.iter().map(|v| v.name.clone()).collect();
+    let mut rec = Recorder::new(out, index, names)?;
     // Checkpoint 0: the booted images (the loader's pages are in the dirty
     // log). From there on the engine logs what each VM runs and writes.
     for vm in 0..n {
-        rec.checkpoint(vm, cluster.machine_mut(vm))?;
+        rec.checkpoint(vm, cluster.machine_mut(vm), Some(0))?;
         cluster.machine_mut(vm).set_exec_log(true);
     }
     rec.index.flush()?;
+    let plan = RunPlan {
+        checkpoint_every: options.checkpoint_every,
+        faults_logged: 0,
+    };
+    run_recording(rec, &mut cluster, &plan, interrupted, progress)
+}
 
+/// Where a recording's loop starts: the state a fresh recording starts
+/// from, or a fork's at its cut.
+pub(crate) struct RunPlan {
+    /// Steps between two checkpoints of a VM.
+    pub(crate) checkpoint_every: u64,
+    /// Faults of the schedule whose events are already written (or belong
+    /// to the parent of a fork).
+    pub(crate) faults_logged: usize,
+}
+
+/// Runs `cluster` to its end, writing its events, frames and checkpoints
+/// with `rec`, then the final checkpoints and the trace's status.
+pub(crate) fn run_recording(
+    mut rec: Recorder,
+    cluster: &mut Cluster,
+    plan: &RunPlan,
+    interrupted: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<RecordSummary, TraceError> {
+    let out = rec.out.clone();
+    let out = out.as_path();
+    let n = rec.vms.len();
     let mut failure: Option<TraceError> = None;
     let mut last_progress = Instant::now();
-    let mut faults_logged = 0;
-    let every = options.checkpoint_every.max(1);
+    let mut faults_logged = plan.faults_logged;
+    let every = plan.checkpoint_every.max(1);
     let stop = cluster
         .run(|c| {
             let mut step = || -> Result<(), TraceError> {
@@ -392,14 +498,19 @@ pub fn record(
                 }
                 let mut flushed = false;
                 for vm in 0..n {
-                    let due = c.machine(vm).icount() >= rec.vms[vm].last_checkpoint.unwrap_or(0) + every;
+                    let icount = c.machine(vm).icount();
+                    let due = icount >= rec.vms[vm].due_from + every;
                     if due && c.vm_stop(vm).is_none() {
-                        rec.checkpoint(vm, c.machine_mut(vm))?;
+                        let at = Some(c.vtime_ns());
+                        rec.checkpoint(vm, c.machine_mut(vm), at)?;
+                        // (A fork's first checkpoint may already stand here.)
+                        rec.vms[vm].due_from = icount;
                         flushed = true;
                     }
                 }
                 if flushed {
                     rec.write_frames(c.frames())?;
+                    rec.write_learnt(c.learnt())?;
                     rec.index.flush()?;
                 }
                 Ok(())
@@ -427,7 +538,8 @@ pub fn record(
     let mut vms = Vec::new();
     for vm in 0..n {
         rec.flush_console(vm)?;
-        rec.checkpoint(vm, cluster.machine_mut(vm))?;
+        let at = Some(cluster.vtime_ns());
+        rec.checkpoint(vm, cluster.machine_mut(vm), at)?;
         let machine = cluster.machine(vm);
         let why = stop_text(cluster.vm_stop(vm));
         rec.index.add_event(
@@ -445,6 +557,7 @@ pub fn record(
         vms.push((rec.names[vm].clone(), machine.icount(), machine.vtime_ns(), why));
     }
     rec.write_frames(cluster.frames())?;
+    rec.write_learnt(cluster.learnt())?;
     let status = if stop == ClusterStop::Interrupted {
         "interrupted"
     } else {
