@@ -1,6 +1,7 @@
 //! The command line: argument definitions and one module per subcommand.
 
 mod error;
+mod fork;
 mod gdb;
 mod index;
 mod query;
@@ -61,6 +62,11 @@ enum Command {
     /// Serve a trace to gdb (remote protocol): VMs are threads; stepi,
     /// continue, breakpoints and watchpoints work both ways.
     Gdb(gdb::GdbArgs),
+    /// What if: run a trace on from a moment with one thing changed (a frame
+    /// dropped, delayed or duplicated; a fault added, moved or removed;
+    /// memory, a register or the seed set), recording into a new trace.
+    /// With no change the new trace reproduces the original from there.
+    Fork(fork::ForkArgs),
     /// Explore a trace in a full-screen terminal UI: timeline, registers,
     /// disassembly, events, bookmarks; step both ways, follow frames.
     /// Press ? inside for the keys.
@@ -129,6 +135,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Sql(args) => query::sql(&args),
         Command::Index(args) => index::run(&args),
         Command::Gdb(args) => gdb::run(&args),
+        Command::Fork(args) => fork::run(&args),
         Command::Tui(args) => tui::run(&args),
     }
 }
