@@ -1,5 +1,6 @@
 //! The command line: argument definitions and one module per subcommand.
 
+mod diff;
 mod error;
 mod fork;
 mod gdb;
@@ -67,6 +68,12 @@ enum Command {
     /// memory, a register or the seed set), recording into a new trace.
     /// With no change the new trace reproduces the original from there.
     Fork(fork::ForkArgs),
+    /// Compare two runs of one cluster (a trace and a fork of it): for each
+    /// VM the first position where they differ, then how their outcomes
+    /// differ (exit values, console lines, markers, frame fates).
+    ///
+    /// Exit status: 0 when they are the same, 1 when they differ, 2 on error.
+    Diff(diff::DiffArgs),
     /// Explore a trace in a full-screen terminal UI: timeline, registers,
     /// disassembly, events, bookmarks; step both ways, follow frames.
     /// Press ? inside for the keys.
@@ -136,6 +143,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Index(args) => index::run(&args),
         Command::Gdb(args) => gdb::run(&args),
         Command::Fork(args) => fork::run(&args),
+        Command::Diff(args) => diff::run(&args),
         Command::Tui(args) => tui::run(&args),
     }
 }

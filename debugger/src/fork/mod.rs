@@ -35,6 +35,7 @@
 pub mod apply;
 pub mod change;
 mod cut;
+pub mod diff;
 mod output;
 mod start;
 
@@ -53,7 +54,7 @@ use crate::session::{Moment, Session, SessionError};
 use crate::trace::record::{
     run_recording, Progress, RecordSummary, Recorder, RunPlan, DEFAULT_CHECKPOINT_STEPS,
 };
-use crate::trace::{Trace, TraceError, INDEX_FILE, PAGES_DIR};
+use crate::trace::{Trace, TraceError, PAGES_DIR};
 use crate::vtime::format_ms;
 
 /// How to run a fork; `None` takes the parent's setting.
@@ -348,40 +349,45 @@ pub fn fork(
     // From here the new trace replays (to its last checkpoint) whatever happens.
     folder.keep();
     let cut_secs = started.elapsed().as_secs_f64();
+    // What the frame changes did is known when the run is over.
+    let frame_notes = |c: &Cluster| -> Vec<String> {
+        let name = |vm: usize| config.vms.get(vm).map(|v| v.name.clone()).unwrap_or_default();
+        plan.frames
+            .iter()
+            .zip(c.frame_edits())
+            .map(|((text, _), edit)| {
+                if edit.applied.is_empty() {
+                    return format!(
+                        "{text}: not applied (no such frame was sent in this run: it diverged before)"
+                    );
+                }
+                let list: Vec<String> = edit
+                    .applied
+                    .iter()
+                    .map(|(id, dst)| format!("frame {id} to {}", name(*dst)))
+                    .collect();
+                format!("{text}: {}", list.join(", "))
+            })
+            .collect()
+    };
+    done.retain(|d| !plan.frames.iter().any(|(t, _)| d.starts_with(t.as_str())));
+    let applied = |c: &Cluster| -> Vec<(String, String)> {
+        let all: Vec<String> = done.iter().cloned().chain(frame_notes(c)).collect();
+        vec![("fork.applied".to_string(), json(&all))]
+    };
     let plan_run = RunPlan {
         checkpoint_every: every,
         faults_logged,
+        last_meta: Some(&applied),
     };
     let record = run_recording(rec, &mut cluster, &plan_run, interrupted, progress)?;
-
-    // What the frame changes did, now that the run is over.
-    let mut frame_notes = Vec::new();
-    for ((text, _), edit) in plan.frames.iter().zip(cluster.frame_edits()) {
-        let name = |vm: usize| config.vms.get(vm).map(|v| v.name.clone()).unwrap_or_default();
-        frame_notes.push(if edit.applied.is_empty() {
-            format!("{text}: not applied (no such frame was sent in this run: it diverged before)")
-        } else {
-            let list: Vec<String> = edit
-                .applied
-                .iter()
-                .map(|(id, dst)| format!("frame {id} to {}", name(*dst)))
-                .collect();
-            format!("{text}: {}", list.join(", "))
-        });
-    }
-    done.retain(|d| !plan.frames.iter().any(|(t, _)| d.starts_with(t.as_str())));
-    done.extend(frame_notes);
-    let mut index = vmrr_index::Index::open(out.join(INDEX_FILE)).map_err(TraceError::from)?;
-    index
-        .set_meta("fork.applied", &json(&done))
-        .map_err(TraceError::from)?;
-    index.close().map_err(TraceError::from)?;
+    let changes: Vec<String> = done.iter().cloned().chain(frame_notes(&cluster)).collect();
     let (pages_shared, pages_own) = page_sharing(&out.join(PAGES_DIR));
     Ok(ForkSummary {
         at_ns,
         base_ns: base.vtime_ns,
         cut,
-        changes: done,
+        changes,
         switch_exact: state.switch_exact,
         cut_secs,
         record,

@@ -444,18 +444,25 @@ pub fn record(
     let plan = RunPlan {
         checkpoint_every: options.checkpoint_every,
         faults_logged: 0,
+        last_meta: None,
     };
     run_recording(rec, &mut cluster, &plan, interrupted, progress)
 }
 
+/// What gives the `meta` entries written when a run is over.
+pub(crate) type LastMeta<'a> = dyn Fn(&Cluster) -> Vec<(String, String)> + 'a;
+
 /// Where a recording's loop starts: the state a fresh recording starts
 /// from, or a fork's at its cut.
-pub(crate) struct RunPlan {
+pub(crate) struct RunPlan<'a> {
     /// Steps between two checkpoints of a VM.
     pub(crate) checkpoint_every: u64,
     /// Faults of the schedule whose events are already written (or belong
     /// to the parent of a fork).
     pub(crate) faults_logged: usize,
+    /// `meta` entries to write when the run is over (a fork's account of
+    /// its changes), from the cluster as it ended.
+    pub(crate) last_meta: Option<&'a LastMeta<'a>>,
 }
 
 /// Runs `cluster` to its end, writing its events, frames and checkpoints
@@ -463,7 +470,7 @@ pub(crate) struct RunPlan {
 pub(crate) fn run_recording(
     mut rec: Recorder,
     cluster: &mut Cluster,
-    plan: &RunPlan,
+    plan: &RunPlan<'_>,
     interrupted: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<RecordSummary, TraceError> {
@@ -564,6 +571,9 @@ pub(crate) fn run_recording(
         "complete"
     };
     rec.index.set_meta("status", status)?;
+    for (key, value) in plan.last_meta.map(|f| f(cluster)).unwrap_or_default() {
+        rec.index.set_meta(&key, &value)?;
+    }
     rec.index.flush()?;
     let checkpoints = rec.checkpoints;
     let frames = cluster.frames().len();
