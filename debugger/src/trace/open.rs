@@ -195,6 +195,12 @@ impl Trace {
         &self.inputs[vm]
     }
 
+    /// First icount of `vm` in the trace (its first checkpoint): 0, or for a
+    /// fork the VM's icount at the cut (a fork keeps its parent's icounts).
+    pub fn start_icount(&self, vm: usize) -> u64 {
+        self.checkpoints[vm].first().map(|c| c.icount).unwrap_or(0)
+    }
+
     /// Last replayable icount of `vm` (its last checkpoint).
     pub fn end_icount(&self, vm: usize) -> u64 {
         self.checkpoints[vm].last().map(|c| c.icount).unwrap_or(0)
