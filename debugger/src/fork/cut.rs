@@ -21,13 +21,50 @@ use crate::trace::record::{learnt_from_json, LEARNT_KEY};
 use crate::trace::{Trace, TraceError};
 
 /// Where the fork starts replaying: a barrier of the recording at or before
-/// the cut, and per VM the checkpoint restored to get there.
+/// the cut (or, in a fork, its own start), and per VM the checkpoint
+/// restored to get there.
 #[derive(Debug, Clone)]
 pub(super) struct Base {
-    /// The cluster's virtual time at that barrier.
+    /// Where the VMs stand: every instruction before this time has run.
     pub vtime_ns: u64,
+    /// The start of the cluster's window there (the same at a barrier).
+    pub window_ns: u64,
+    /// Whether that is a barrier (else a fork's start, inside a window).
+    pub at_barrier: bool,
     /// Per VM, the index of the checkpoint restored.
     pub checkpoints: Vec<usize>,
+}
+
+/// What a fork's `meta` says about its start, for a fork of it: (cut time,
+/// window start, next frame id, where checkpoints are counted from).
+pub(super) struct ForkStart {
+    pub at_ns: u64,
+    pub window_ns: u64,
+    pub next_frame_id: u64,
+    pub due: Vec<u64>,
+}
+
+/// The start of `trace` if it is a fork (written by this vmrr).
+pub(super) fn fork_start(trace: &Trace) -> Result<Option<ForkStart>, TraceError> {
+    let index = trace.index();
+    let num =
+        |key: &str| -> Result<Option<u64>, TraceError> { Ok(index.meta(key)?.and_then(|v| v.parse().ok())) };
+    let (Some(at_ns), Some(window_ns), Some(next_frame_id)) = (
+        num("fork.at_ns")?,
+        num("fork.window_ns")?,
+        num("fork.next_frame_id")?,
+    ) else {
+        return Ok(None);
+    };
+    let due: Option<Vec<u64>> = index
+        .meta("fork.due")?
+        .and_then(|v| serde_json::from_str(&v).ok());
+    Ok(due.map(|due| ForkStart {
+        at_ns,
+        window_ns,
+        next_frame_id,
+        due,
+    }))
 }
 
 /// The barrier `file` was taken at, if it says or shows it: recorded by this
@@ -64,6 +101,16 @@ pub(super) fn choose_base(trace: &Trace, t: u64) -> Result<Base, TraceError> {
             }
         }
     }
+    // A fork's first checkpoints stand inside a window, where its cluster
+    // was built: a fork of it can start there too.
+    if let Some(start) = fork_start(trace)?.filter(|s| s.at_ns <= t && s.at_ns >= best) {
+        return Ok(Base {
+            vtime_ns: start.at_ns,
+            window_ns: start.window_ns,
+            at_barrier: false,
+            checkpoints: vec![0; n],
+        });
+    }
     // Each VM starts from its last checkpoint whose clock is not past the barrier.
     let checkpoints = (0..n)
         .map(|vm| {
@@ -76,6 +123,8 @@ pub(super) fn choose_base(trace: &Trace, t: u64) -> Result<Base, TraceError> {
         .collect();
     Ok(Base {
         vtime_ns: best,
+        window_ns: best,
+        at_barrier: true,
         checkpoints,
     })
 }
@@ -209,13 +258,15 @@ pub(super) fn in_flight_at(
     Ok(out)
 }
 
-/// The id the first frame sent at or after `at` gets.
+/// The id the first frame sent at or after `at` gets (in a fork, at least
+/// the first id its own run gave).
 pub(super) fn next_frame_id(trace: &Trace, at: u64) -> Result<u64, TraceError> {
     let filter = EventFilter::all().with_kinds(vec![EventKind::FrameSent]);
     let last = trace
         .index()
         .prev_event_before(None, Position::at(0, 0, at), &filter)?;
-    Ok(last.and_then(|e| e.value).map_or(0, |id| id + 1))
+    let floor = fork_start(trace)?.map_or(0, |s| s.next_frame_id);
+    Ok(last.and_then(|e| e.value).map_or(0, |id| id + 1).max(floor))
 }
 
 /// The switch's MAC table after the frames with ids below `next_id`, and
@@ -294,7 +345,8 @@ pub(super) fn base_state(trace: &Trace, base: &Base, max_steps: u64) -> Result<B
             in_flight,
             next_frame_id: next_id,
             switch,
-            vtime_ns: base.vtime_ns,
+            vtime_ns: base.window_ns,
+            at_barrier: base.at_barrier,
         },
         base_maps,
         switch_exact,

@@ -284,7 +284,11 @@ pub fn fork(
     // What happened before the cut is the parent's.
     drop(cluster.take_events());
     cluster.forget_settled_frames();
-    let due = start::due_points(&trace, &cluster, cluster.vtime_ns())?;
+    let fork_due = cut::fork_start(&trace)?.map(|s| s.due);
+    let due = start::due_points(&trace, &cluster, cluster.vtime_ns(), fork_due.as_deref())?;
+    // The fork's own log of the switch starts with the table at the cut.
+    cluster.restart_switch_log();
+    let (window_ns, next_frame_id) = (cluster.vtime_ns(), cluster.next_frame_id());
     let mut done = apply::apply(&mut cluster, &plan)?;
     cluster.set_limits(
         options.max_steps.unwrap_or(parent_max_steps),
@@ -324,6 +328,10 @@ pub fn fork(
         ("fork.at".into(), at.to_string()),
         ("fork.at_ns".into(), at_ns.to_string()),
         ("fork.base_ns".into(), base.vtime_ns.to_string()),
+        // What a fork of this fork needs to start where this one did.
+        ("fork.window_ns".into(), window_ns.to_string()),
+        ("fork.next_frame_id".into(), next_frame_id.to_string()),
+        ("fork.due".into(), json(&due)),
         ("fork.cut".into(), json(&cut)),
         (
             "fork.changes".into(),

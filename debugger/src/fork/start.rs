@@ -91,7 +91,13 @@ pub(super) fn first_checkpoint(
 /// the last barrier the fork passed (`barrier_ns`): its last checkpoint
 /// taken at or before that barrier. With it the fork checkpoints where the
 /// parent did, and the two traces' checkpoints can be compared one by one.
-pub(super) fn due_points(trace: &Trace, cluster: &Cluster, barrier_ns: u64) -> Result<Vec<u64>, TraceError> {
+/// `fork_due` is where the trace (itself a fork) counted from at its start.
+pub(super) fn due_points(
+    trace: &Trace,
+    cluster: &Cluster,
+    barrier_ns: u64,
+    fork_due: Option<&[u64]>,
+) -> Result<Vec<u64>, TraceError> {
     let mut out = Vec::new();
     for vm in 0..trace.config().vms.len() {
         let here = cluster.machine(vm).icount();
@@ -99,11 +105,19 @@ pub(super) fn due_points(trace: &Trace, cluster: &Cluster, barrier_ns: u64) -> R
         let mut due = 0;
         for k in (0..cps.len()).rev().filter(|&k| cps[k].icount <= here) {
             let file = read_checkpoint(trace, vm, k)?;
-            // Older traces do not name the barrier: the VM's clock is close.
-            if file.cluster_ns.unwrap_or(file.vtime_ns) <= barrier_ns {
-                due = file.icount;
-                break;
+            match (file.cluster_ns, k, fork_due) {
+                (Some(at), _, _) if at <= barrier_ns => {}
+                (Some(_), _, _) => continue,
+                (None, 0, Some(from)) => {
+                    due = from.get(vm).copied().unwrap_or(0);
+                    break;
+                }
+                // Older traces do not name the barrier: the VM's clock is close.
+                (None, _, _) if file.vtime_ns <= barrier_ns => {}
+                (None, _, _) => continue,
             }
+            due = file.icount;
+            break;
         }
         out.push(due);
     }

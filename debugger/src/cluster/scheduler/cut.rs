@@ -124,7 +124,8 @@ impl FrameEdit {
     }
 }
 
-/// The state of a whole cluster at a window barrier of a recording.
+/// The state of a whole cluster at a window barrier of a recording, or at
+/// the start of a fork (inside a window).
 pub struct ClusterCut {
     /// Every VM, standing at the barrier.
     pub machines: Vec<Machine>,
@@ -136,8 +137,13 @@ pub struct ClusterCut {
     pub next_frame_id: u64,
     /// The switch's MAC table.
     pub switch: Switch,
-    /// The cluster's virtual time at the barrier (after any skip over idle time).
+    /// The start of the cluster's current window: the barrier's time (after
+    /// any skip over idle time).
     pub vtime_ns: u64,
+    /// Whether the VMs stand at that barrier (then the cluster first does
+    /// what follows a barrier: skip idle time), or inside the window (a
+    /// fork's start).
+    pub at_barrier: bool,
 }
 
 impl Cluster {
@@ -179,7 +185,17 @@ impl Cluster {
             edits: Vec::new(),
             next_duplicate_id: DUPLICATE_IDS,
         };
+        let at_barrier = cut.at_barrier;
         let mut in_flight = cut.in_flight;
+        // Duplicates a fork made before keep their ids.
+        if let Some(last) = in_flight
+            .iter()
+            .map(|(r, _)| r.id)
+            .filter(|&id| id >= DUPLICATE_IDS)
+            .max()
+        {
+            cluster.next_duplicate_id = last + 1;
+        }
         // The inboxes held them in arrival order, equal arrivals in send order.
         in_flight.sort_by_key(|(r, _)| (r.arrival_ns, r.id));
         for (record, bytes) in in_flight {
@@ -187,9 +203,11 @@ impl Cluster {
                 cluster.enqueue(record, &bytes);
             }
         }
-        // What the recording did right after this barrier. A deadlock
-        // shows again at the end of the next window.
-        let _ = cluster.skip_idle();
+        if at_barrier {
+            // What the recording did right after this barrier. A deadlock
+            // shows again at the end of the next window.
+            let _ = cluster.skip_idle();
+        }
         cluster
     }
 
@@ -289,6 +307,17 @@ impl Cluster {
         // (ids only grow), and the list says what each change did.
         self.edits.push(edit);
         !chosen.is_empty()
+    }
+
+    /// Starts the switch's log over with its whole table (as if learnt
+    /// before frame 0): a fork's log then holds the table at its cut.
+    pub fn restart_switch_log(&mut self) {
+        self.learnt = self
+            .switch
+            .table()
+            .iter()
+            .map(|(mac, port)| (0, *mac, *port))
+            .collect();
     }
 
     /// The frame changes and what each did.

@@ -105,11 +105,7 @@ fn by_link(rows: Vec<FrameRow>, from_ns: u64) -> BTreeMap<(u32, u32), Vec<FrameR
 /// one VM to another in A with the n-th in B), which keeps pairing the same
 /// messages after a sender's icounts have shifted; a frame one run sent
 /// more shows as not sent in the other.
-pub(super) fn frames(
-    a: &Trace,
-    b: &Trace,
-    from_ns: u64,
-) -> Result<(Vec<FrameDiff>, FateCounts), TraceError> {
+pub(super) fn frames(a: &Trace, b: &Trace, from_ns: u64) -> Result<(Vec<FrameDiff>, FateCounts), TraceError> {
     let la = by_link(a.index().frame_edges(usize::MAX)?, from_ns);
     let lb = by_link(b.index().frame_edges(usize::MAX)?, from_ns);
     let name = |vm: u32| {
