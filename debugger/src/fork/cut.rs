@@ -138,10 +138,10 @@ pub(super) struct RestoredVm {
 }
 
 /// Every VM at the base barrier: each has run the instructions that start
-/// before it and taken the frames delivered before it.
+/// before it and taken the frames delivered before it. The VMs replay in
+/// parallel, each on its own thread (as the cluster runs them).
 pub(super) fn restore_vms(trace: &Trace, base: &Base, max_steps: u64) -> Result<Vec<RestoredVm>, TraceError> {
-    let mut out = Vec::new();
-    for (vm, &k) in base.checkpoints.iter().enumerate() {
+    let restore = |vm: usize, k: usize| -> Result<RestoredVm, TraceError> {
         let (mut machine, mut next) = trace.machine_at_checkpoint(vm, k)?;
         trace.run_to_vtime(vm, &mut machine, &mut next, base.vtime_ns)?;
         // As the scheduler does: a VM at the step limit has stopped.
@@ -149,13 +149,27 @@ pub(super) fn restore_vms(trace: &Trace, base: &Base, max_steps: u64) -> Result<
             .finished()
             .cloned()
             .or_else(|| (machine.icount() >= max_steps).then_some(Stop::Limit));
-        out.push(RestoredVm {
+        Ok(RestoredVm {
             machine,
             base_map: trace.page_map(vm, k)?,
             stopped,
-        });
-    }
-    Ok(out)
+        })
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = base
+            .checkpoints
+            .iter()
+            .enumerate()
+            .map(|(vm, &k)| scope.spawn(move || restore(vm, k)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(trace.invalid("a VM's replay thread panicked".into())))
+            })
+            .collect()
+    })
 }
 
 /// The `frame_recv` event that handed frame `f` to its receiver, if any.
