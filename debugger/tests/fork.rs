@@ -90,7 +90,8 @@ fn console_text(rows: &[&EventRow]) -> String {
 /// two by the cut), fault events, checkpoints and their state hashes, frames.
 fn assert_reproduces(parent: &Path, child: &Path) {
     let (p, c) = (index(parent), index(child));
-    for vm in 0..3u32 {
+    let vms = p.vms().expect("vms").len() as u32;
+    for vm in 0..vms {
         let cps_c: Vec<CheckpointRow> = c.checkpoints(vm).expect("checkpoints");
         let cps_p: Vec<CheckpointRow> = p.checkpoints(vm).expect("checkpoints");
         let start = &cps_c[0];
@@ -174,6 +175,16 @@ fn forks_without_a_change_reproduce_the_original_at_ten_random_moments() {
     let mut rng = SeededRng::new(2026);
     let mut moments: Vec<u64> = (0..10).map(|_| rng.below(end)).collect();
     moments.sort_unstable();
+    // And inside a console line: the fork's first row continues it.
+    let line = events(&index(bug()), 0)
+        .into_iter()
+        .find(|r| {
+            r.kind == EventKind::Console
+                && r.vtime_ns > 150_000_000
+                && r.text.as_ref().is_some_and(|t| t.len() > 20)
+        })
+        .expect("a console line");
+    moments.push(line.vtime_ns + 100);
     for (i, t) in moments.into_iter().enumerate() {
         let at = format!("{t}ns");
         let dir = do_fork(bug(), &at, &[], &format!("same{i}"));
@@ -407,4 +418,66 @@ fn bad_requests_name_the_problem_and_write_nothing() {
         "nothing added"
     );
     let _ = std::fs::remove_dir_all(&taken);
+}
+
+#[test]
+fn a_drop_fault_continues_its_seeded_choices_and_a_new_seed_changes_them() {
+    // pingpong with half the frames dropped between the two VMs.
+    let dir = out("pp-src");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let text = std::fs::read_to_string(common::cluster_file("pingpong")).expect("pingpong.toml");
+    let image = vmrr_guests::image("pingpong");
+    let text = text.replace("../guests/build/pingpong.elf", &image.display().to_string())
+        + "\n[[fault]]\nat_us = 1000\nkind = \"drop\"\nbetween = [\"ping\", \"pong\"]\nfraction = 0.5\nuntil_us = 400000\n";
+    let file = dir.join("pp.toml");
+    std::fs::write(&file, text).expect("write");
+    let config = vmrr_debugger::cluster::ClusterConfig::load(&file).expect("config");
+    let parent = out("pp");
+    vmrr_debugger::trace::record::record(
+        &config,
+        &parent,
+        &Default::default(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .expect("record");
+    let dropped = |t: &Path| -> Vec<(u32, u64)> {
+        index(t)
+            .frame_edges(usize::MAX)
+            .expect("frames")
+            .into_iter()
+            .filter(|f| f.fate == vmrr_index::FrameFate::Dropped)
+            .map(|f| (f.src, f.sent_icount))
+            .collect()
+    };
+    assert!(dropped(&parent).len() >= 3, "the fault drops frames");
+    for at in ["30ms", "120ms", "260ms"] {
+        let child = do_fork(&parent, at, &[], &format!("pp{at}"));
+        assert_reproduces(&parent, &child);
+    }
+    let child = do_fork(&parent, "20ms", &["seed 7"], "pp-seed");
+    // The parent's drops after the cut (the fork has only those).
+    let later = |v: Vec<(u32, u64)>, t: &Path| -> Vec<(u32, u64)> {
+        let ix = index(t);
+        v.into_iter()
+            .filter(|(src, icount)| {
+                ix.frames_sent_at(*src, *icount)
+                    .expect("frames")
+                    .iter()
+                    .all(|f| f.sent_vtime_ns >= 20_000_000)
+            })
+            .collect()
+    };
+    assert_ne!(
+        later(dropped(&parent), &parent),
+        dropped(&child),
+        "another seed, other drops"
+    );
+    let report = diff(&parent, &child).expect("diff");
+    let first = report
+        .vms
+        .iter()
+        .find_map(|v| v.first.clone())
+        .expect("a difference");
+    assert!(first.a.contains("rdrand generator"), "{}", report.summary());
 }

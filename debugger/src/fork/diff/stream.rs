@@ -123,14 +123,19 @@ pub(super) fn console(
 }
 
 /// Puts the part of a row written across the start that the other side
-/// shows (the longest end of it the other side begins with) in front of
-/// `side`.
+/// shows in front of `side`. The other side (a fork) begins with that part
+/// as a row of its own, standing where `side` has no row: the end of the
+/// row written across the start.
 pub(super) fn align(side: &mut Console, across: Option<Vec<u8>>, other: &Console, start: Start) {
     let Some(across) = across else { return };
-    let tail = (0..=across.len())
-        .map(|k| &across[k..])
-        .find(|t| !t.is_empty() && other.bytes.starts_with(t));
-    if let Some(tail) = tail {
+    let Some(&(_, first)) = other.rows.first() else {
+        return;
+    };
+    let first_end = other.rows.get(1).map_or(other.bytes.len(), |(o, _)| *o);
+    let continues = side.rows.first().is_none_or(|(_, p)| first < *p);
+    let head = &other.bytes[..first_end];
+    if continues && !head.is_empty() && across.ends_with(head) {
+        let tail = head;
         let mut bytes = tail.to_vec();
         bytes.extend_from_slice(&side.bytes);
         let mut rows = vec![(0, Place::start(start))];
@@ -295,8 +300,8 @@ pub(super) fn state_at_start(
             return Ok(None);
         }
     }
-    let ma = machine_at(a, vm, start)?;
-    let mb = machine_at(b, vm, start)?;
+    let mut ma = machine_at(a, vm, start)?;
+    let mut mb = machine_at(b, vm, start)?;
     let hash = |t: &Trace, m: &Machine| {
         m.state_hash()
             .map(|h| vmrr_backend::state::hex(&h))
@@ -333,6 +338,28 @@ pub(super) fn state_at_start(
             }
         }
     }
+    // Neither registers nor memory: say which part of the engine's state.
+    let engine = {
+        let (sa, sb) = (
+            ma.capture_core().map_err(|e| a.vm_error(vm, e))?,
+            mb.capture_core().map_err(|e| b.vm_error(vm, e))?,
+        );
+        let mut what = Vec::new();
+        if sa.rng != sb.rng {
+            what.push("the rdrand generator");
+        }
+        if sa.clock != sb.clock || sa.halted != sb.halted {
+            what.push("the clock");
+        }
+        if json(&sa.devices) != json(&sb.devices) {
+            what.push("the devices");
+        }
+        if what.is_empty() {
+            what.push("system registers");
+        }
+        let verb = if what.len() == 1 { "differs" } else { "differ" };
+        format!("{} {verb}", what.join(", "))
+    };
     let side = |regs_of: &GeneralRegs, bytes: Option<&Vec<u8>>| {
         let mut parts = Vec::new();
         if !regs.is_empty() {
@@ -351,7 +378,7 @@ pub(super) fn state_at_start(
             parts.push(format!("memory at {addr:#x}: {}{more}", hex.join(" ")));
         }
         if parts.is_empty() {
-            parts.push("devices or clock differ".into());
+            parts.push(engine.clone());
         }
         format!("state at the start: {}", parts.join("; "))
     };
@@ -407,4 +434,9 @@ pub(super) fn first_state_difference(
 /// The same trace path, for relations: canonical where it exists.
 pub(super) fn canonical(p: &Path) -> std::path::PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Serialised text of a value, to compare states without `PartialEq`.
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
 }
