@@ -12,7 +12,7 @@ use super::ForkError;
 use crate::cluster::config::{FaultKind, FaultSpec};
 use crate::cluster::scheduler::{FrameAction, FrameEdit, FrameTarget};
 use crate::cluster::Cluster;
-use crate::dwarf::{parse_watch, Program};
+use crate::dwarf::{parse_watch, Program, WatchExpr};
 use crate::trace::Trace;
 use crate::vtime::format_ms;
 
@@ -278,6 +278,14 @@ fn set_value(
         });
     }
     let expr = parse_watch(target).map_err(|e| bad(change, e.to_string()))?;
+    if let WatchExpr::Address { len, .. } = expr {
+        if !(1..=8).contains(&len) {
+            return Err(bad(
+                change,
+                format!("a value is 1 to 8 bytes, not {len}: write 0xADDR:LEN with LEN 1 to 8"),
+            ));
+        }
+    }
     let program = Program::for_vm(trace, vm).map_err(|e| bad(change, e.to_string()))?;
     let (addr, len, label) = program
         .resolve_watch(&expr, &[])

@@ -422,7 +422,9 @@ pub fn record(
     index.set_meta("source", &config.file.display().to_string())?;
     // A fork of this trace runs on with the same limits.
     index.set_meta("max_steps", &options.max_steps.to_string())?;
-    index.set_meta("max_vtime_ns", &options.max_vtime_ns.to_string())?;
+    if options.max_vtime_ns != u64::MAX {
+        index.set_meta("max_vtime_ns", &options.max_vtime_ns.to_string())?;
+    }
 
     let cluster_options = ClusterOptions {
         jobs: options.jobs,
