@@ -309,7 +309,7 @@ pub fn fork(
     // (One lock of the parent's index at a time.)
     let source = trace.index().meta("source")?.unwrap_or_default();
     let created = trace.index().meta("created")?.unwrap_or_default();
-    let meta: Vec<(String, String)> = vec![
+    let mut meta: Vec<(String, String)> = vec![
         ("status".into(), "recording".into()),
         ("vmrr_version".into(), env!("CARGO_PKG_VERSION").into()),
         ("seed".into(), plan.seed.to_string()),
@@ -318,10 +318,6 @@ pub fn fork(
         (
             "max_steps".into(),
             options.max_steps.unwrap_or(parent_max_steps).to_string(),
-        ),
-        (
-            "max_vtime_ns".into(),
-            options.until_ns.unwrap_or(parent_until).to_string(),
         ),
         ("fork.parent".into(), parent_dir.display().to_string()),
         ("fork.parent_created".into(), created),
@@ -342,6 +338,10 @@ pub fn fork(
             if state.switch_exact { "logged" } else { "inferred" }.into(),
         ),
     ];
+    let until = options.until_ns.unwrap_or(parent_until);
+    if until != u64::MAX {
+        meta.push(("max_vtime_ns".into(), until.to_string()));
+    }
     let config = cluster.config().clone();
     let (index, images) = output::write_trace_files(out, &trace, &config, &meta)?;
     let names = config.vms.iter().map(|v| v.name.clone()).collect();
