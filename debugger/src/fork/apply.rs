@@ -53,6 +53,8 @@ pub(super) struct Plan {
     pub frames: Vec<(String, FrameEdit)>,
     /// Register and memory changes.
     pub sets: Vec<SetValue>,
+    /// What the fault changes did, for the summary.
+    pub fault_notes: Vec<String>,
 }
 
 fn bad(change: &Change, problem: impl Into<String>) -> ForkError {
@@ -342,7 +344,10 @@ pub(super) fn plan(
         reseed: false,
         frames: Vec::new(),
         sets: Vec::new(),
+        fault_notes: Vec::new(),
     };
+    let listed = describe_faults(trace);
+    let was = |i: usize| listed.get(i).cloned().unwrap_or_default();
     let mut added = Vec::new();
     for change in changes {
         match change {
@@ -358,12 +363,14 @@ pub(super) fn plan(
                         ))
                     }
                 }
+                plan.fault_notes.push(format!("{change}: was {}", was(i)));
             }
             Change::RemoveFault { number } => {
                 let i = numbered(change, *number)?;
                 if schedule[i].take().is_none() {
                     return Err(bad(change, format!("fault {number} is removed twice")));
                 }
+                plan.fault_notes.push(format!("{change}: was {}", was(i)));
             }
             Change::AddFault { at_ns, fault } => {
                 let at_ns = not_before(change, *at_ns, cut_ns)?;
@@ -371,6 +378,7 @@ pub(super) fn plan(
                     at_ns,
                     kind: fault_kind(trace, change, fault)?,
                 });
+                plan.fault_notes.push(format!("{change}: added"));
             }
             Change::Seed(seed) => {
                 plan.seed = *seed;
@@ -401,7 +409,7 @@ pub(super) fn plan(
 /// Makes the planned changes on `cluster`, which stands at the cut; says
 /// what each did (frame changes that wait for their frame say so).
 pub(super) fn apply(cluster: &mut Cluster, plan: &Plan) -> Result<Vec<String>, ForkError> {
-    let mut done = Vec::new();
+    let mut done = plan.fault_notes.clone();
     cluster.set_faults(plan.faults.clone(), plan.seed);
     let vm_err = |cluster: &Cluster, vm: usize, source| ForkError::Vm {
         vm: cluster.config().vms[vm].name.clone(),
