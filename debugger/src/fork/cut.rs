@@ -17,7 +17,7 @@ use vmrr_index::{EventFilter, EventKind, FrameFate, FrameRow, Position};
 use crate::cluster::scheduler::{ClusterCut, FrameRecord, Learnt};
 use crate::cluster::switch::{macs, Switch};
 use crate::trace::checkpoint::{CheckpointFile, PageMap};
-use crate::trace::record::{learnt_from_json, LEARNT_KEY};
+use crate::trace::learnt::{learnt_from_json, LEARNT_KEY};
 use crate::trace::{Trace, TraceError};
 
 /// Where the fork starts replaying: a barrier of the recording at or before

@@ -14,6 +14,7 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod exec_index;
+pub mod learnt;
 mod open;
 pub mod pages;
 pub mod record;
