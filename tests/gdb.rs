@@ -11,6 +11,7 @@ mod common;
 mod demo;
 mod gdb_support;
 
+use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use gdb_support::{between, hex, mixed_trace, registers, stops, symbol, trace, Raw, Server, Terminal};
@@ -1196,4 +1197,36 @@ fn replay_refuses_a_moment_that_is_not_there() {
     common::vmrr(["gdb", &t, "--vm", "nobody"])
         .expect_code(2)
         .expect_stderr(&["--vm: no VM 'nobody' in this trace"]);
+}
+
+#[test]
+fn monitor_fork_runs_on_with_a_change_and_says_how_to_open_it() {
+    let dir = common::TempDir::new("gdb-fork");
+    let new = dir.path().join("poked");
+    let server = Server::start(&[]);
+    let out = server.gdb(&[
+        "monitor goto 130ms",
+        &format!("monitor fork {} set backup2 store[3] = 99", new.display()),
+        "monitor fork",
+        &format!("monitor fork {} frobnicate", dir.path().join("other").display()),
+    ]);
+    assert!(
+        out.contains("forked ") && out.contains(" at 130.000000 ms into "),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("open it: vmrr replay {}", new.display())),
+        "{out}"
+    );
+    assert!(out.contains("compare: vmrr diff "), "{out}");
+    assert!(out.contains("error: usage: fork NEW"), "{out}");
+    assert!(out.contains("error: 'frobnicate': "), "{out}");
+    drop(server);
+    // The fork is a trace of its own that verifies, holds the new value at
+    // its start, and differs from its parent.
+    common::vmrr([OsStr::new("replay"), new.as_os_str(), OsStr::new("--verify")]).expect_code(0);
+    let fork = Server::start_on(&new, &[]);
+    let seen = fork.gdb(&["inferior 3", "p store[3]"]);
+    assert!(seen.contains("$1 = 99"), "{seen}");
+    common::vmrr([OsStr::new("diff"), trace().as_os_str(), new.as_os_str()]).expect_code(1);
 }

@@ -6,6 +6,7 @@
 pub mod cluster;
 pub mod describe;
 pub mod dwarf;
+pub mod fork;
 pub mod names;
 pub mod session;
 pub mod symbols;

@@ -1,6 +1,8 @@
 //! The command line: argument definitions and one module per subcommand.
 
+mod diff;
 mod error;
+mod fork;
 mod gdb;
 mod index;
 mod query;
@@ -115,6 +117,17 @@ enum Command {
     /// inferior; stepi, continue, breakpoints and watchpoints work both
     /// ways. Prints the gdb command that attaches.
     Gdb(gdb::GdbArgs),
+    /// What if: run a trace on from a moment with one thing changed (a frame
+    /// dropped, delayed or duplicated; a fault added, moved or removed;
+    /// memory, a register or the seed set), recording into a new trace.
+    /// With no change the new trace reproduces the original from there.
+    Fork(fork::ForkArgs),
+    /// Compare two runs of one cluster (a trace and a fork of it): for each
+    /// VM the first position where they differ, then how their outcomes
+    /// differ (exit values, console lines, markers, frame fates).
+    ///
+    /// Exit status: 0 when they are the same, 1 when they differ, 2 on error.
+    Diff(diff::DiffArgs),
     /// Explore a trace in a full-screen terminal UI: timeline, registers,
     /// disassembly, events, bookmarks; step both ways, follow frames.
     /// Press ? inside for the keys.
@@ -183,6 +196,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Sql(args) => query::sql(&args),
         Command::Index(args) => index::run(&args),
         Command::Gdb(args) => gdb::run(&args),
+        Command::Fork(args) => fork::run(&args),
+        Command::Diff(args) => diff::run(&args),
         Command::Tui(args) => tui::run(&args),
     }
 }

@@ -1,4 +1,10 @@
 //! Runs the cluster window by window and moves frames at the barriers.
+//!
+//! `cut` (a child module, so it sees this file's private state) builds a
+//! cluster from a consistent cut of a recording and changes its frames:
+//! what a fork runs.
+
+mod cut;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,7 +16,9 @@ pub use vmrr_index::FrameFate;
 
 use super::config::ClusterConfig;
 use super::faults::{Faults, Verdict};
-use super::switch::Switch;
+use super::switch::{macs, Switch};
+
+pub use cut::{ClusterCut, FrameAction, FrameEdit, FrameTarget, Learnt, DUPLICATE_IDS};
 
 /// How to run a cluster.
 #[derive(Debug, Clone)]
@@ -139,6 +147,16 @@ pub struct Cluster {
     frames: Vec<FrameRecord>,
     next_frame_id: u64,
     events: Vec<ClusterEvent>,
+    /// Every change of the switch's MAC table, with the frame that made it
+    /// (what a fork needs to rebuild the table at a cut).
+    learnt: Vec<Learnt>,
+    /// Frames routed before the end of their window (at a fork's cut): the
+    /// next barrier checks their receivers as routing would have then.
+    prerouted: Vec<usize>,
+    /// A fork's changes to single frames, applied as they are routed.
+    edits: Vec<FrameEdit>,
+    /// The id of the next duplicate a frame change makes.
+    next_duplicate_id: u64,
 }
 
 fn jitter() {
@@ -229,6 +247,10 @@ impl Cluster {
             frames: Vec::new(),
             next_frame_id: 0,
             events: Vec::new(),
+            learnt: Vec::new(),
+            prerouted: Vec::new(),
+            edits: Vec::new(),
+            next_duplicate_id: DUPLICATE_IDS,
         })
     }
 
@@ -345,6 +367,7 @@ impl Cluster {
     /// Merges the window's events, records deliveries, and routes the frames
     /// sent in the window through the switch into the receivers' inboxes.
     fn barrier(&mut self) {
+        self.recheck_prerouted();
         let mut window: Vec<ClusterEvent> = Vec::new();
         for (vm, node) in self.nodes.iter_mut().enumerate() {
             // Each delivery produced exactly one FrameReceived event, in order.
@@ -376,7 +399,14 @@ impl Cluster {
             let (EventKind::FrameSent(bytes), Some(id)) = (&e.event.kind, e.frame) else {
                 continue;
             };
-            for dst in self.switch.forward(bytes, e.vm, ports) {
+            let taught = macs(bytes).map(|(_, src)| (src, self.switch.table().get(&src).copied()));
+            let dsts = self.switch.forward(bytes, e.vm, ports);
+            if let Some((src, before)) = taught {
+                if self.switch.table().get(&src).copied() != before {
+                    self.learnt.push((id, src, e.vm));
+                }
+            }
+            for dst in dsts {
                 let mut record = FrameRecord {
                     id,
                     src: e.vm,
@@ -406,25 +436,43 @@ impl Cluster {
                             .saturating_add(self.config.latency_ns(e.vm, dst))
                             .saturating_add(extra_ns)
                             .saturating_add(serialise);
-                        if self.nodes[dst].stop.is_some() {
-                            record.fate = FrameFate::ReceiverStopped;
+                        // A fork's change to this frame, if any (none when recording).
+                        let duplicate = self.edit_routed(&mut record);
+                        if record.fate == FrameFate::InFlight {
+                            self.enqueue(record.clone(), bytes);
                         } else {
-                            let pending = Pending {
-                                arrival_ns: record.arrival_ns,
-                                record: self.frames.len(),
-                                bytes: bytes.clone(),
-                            };
-                            let inbox = &mut self.nodes[dst].inbox;
-                            // Keep the inbox in arrival order; equal arrivals keep send order.
-                            let at = inbox.partition_point(|p| p.arrival_ns <= pending.arrival_ns);
-                            inbox.insert(at, pending);
+                            self.frames.push(record.clone());
                         }
+                        if let Some(delay_ns) = duplicate {
+                            self.duplicate(&record, bytes, delay_ns);
+                        }
+                        continue;
                     }
                 }
                 self.frames.push(record);
             }
         }
         self.events.extend(window);
+    }
+
+    /// Adds `record` to the frames and, unless its receiver has stopped,
+    /// its bytes to the receiver's inbox.
+    fn enqueue(&mut self, mut record: FrameRecord, bytes: &[u8]) {
+        let dst = record.dst;
+        if self.nodes[dst].stop.is_some() {
+            record.fate = FrameFate::ReceiverStopped;
+        } else {
+            let pending = Pending {
+                arrival_ns: record.arrival_ns,
+                record: self.frames.len(),
+                bytes: bytes.to_vec(),
+            };
+            let inbox = &mut self.nodes[dst].inbox;
+            // Keep the inbox in arrival order; equal arrivals keep send order.
+            let at = inbox.partition_point(|p| p.arrival_ns <= pending.arrival_ns);
+            inbox.insert(at, pending);
+        }
+        self.frames.push(record);
     }
 
     /// When every live VM is halted, jumps the next window to the earliest

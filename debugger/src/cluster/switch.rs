@@ -53,6 +53,12 @@ impl Switch {
         }
     }
 
+    /// A switch that has already learnt `table` (a fork rebuilds the table
+    /// a recording had at its cut).
+    pub fn with_table(table: BTreeMap<[u8; 6], usize>) -> Self {
+        Switch { table }
+    }
+
     /// The learnt table, for views and snapshots.
     pub fn table(&self) -> &BTreeMap<[u8; 6], usize> {
         &self.table

@@ -170,7 +170,12 @@ impl Session {
     /// The key of the last instruction `vm` has run at the cursor, `None`
     /// at its start.
     pub(super) fn last_start(&mut self, vm: VmId) -> Result<Option<Pos>, SessionError> {
+        let start = self.start_icount(vm);
         let m = self.machine(vm)?;
+        // Before a fork's first instruction lies its parent's history.
+        if m.icount() <= start {
+            return Ok(None);
+        }
         Ok(m.last_start_ns().map(|t| Pos::new(vm, m.icount() - 1, t)))
     }
 
@@ -195,7 +200,14 @@ impl Session {
     /// before it); every other VM follows the cursor. Returns the cursor.
     pub(super) fn anchor(&mut self, vm: VmId, icount: u64, event: Option<u64>) -> Result<Pos, SessionError> {
         self.check_vm(vm)?;
-        let end = self.end_icount(vm);
+        let (start, end) = (self.start_icount(vm), self.end_icount(vm));
+        if icount < start {
+            return Err(SessionError::BeforeStart {
+                vm: self.vm_name(vm).to_string(),
+                icount,
+                start,
+            });
+        }
         if icount > end {
             return Err(SessionError::PastEnd {
                 vm: self.vm_name(vm).to_string(),

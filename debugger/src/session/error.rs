@@ -38,6 +38,17 @@ pub enum SessionError {
         /// Its last replayable icount.
         end: u64,
     },
+    /// A position before the start of a VM's recording (a fork's trace
+    /// starts at its cut).
+    #[error("icount {icount} is before the start of VM '{vm}' in this trace ({start}): it is a fork; open its parent for the earlier history")]
+    BeforeStart {
+        /// The VM's name.
+        vm: String,
+        /// What was asked for.
+        icount: u64,
+        /// Its first icount in the trace.
+        start: u64,
+    },
     /// No event with that id.
     #[error("no event #{0} in this trace")]
     NoSuchEvent(u64),

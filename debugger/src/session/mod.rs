@@ -268,6 +268,11 @@ impl Session {
             .clone()
     }
 
+    /// First icount of `vm` in the trace: 0, or for a fork its cut.
+    pub fn start_icount(&self, vm: VmId) -> u64 {
+        self.trace.start_icount(ix(vm))
+    }
+
     /// Last icount of `vm` in the trace (its last checkpoint).
     pub fn end_icount(&self, vm: VmId) -> u64 {
         self.trace.end_icount(ix(vm))

@@ -154,7 +154,7 @@ impl Session {
                         self.goto(vm, self.end_icount(vm))?;
                     }
                     (Direction::Backward, Scope::Vm(vm)) => {
-                        self.goto(vm, 0)?;
+                        self.goto(vm, self.start_icount(vm))?;
                     }
                     (Direction::Backward, Scope::Cluster) => self.goto_vtime(0)?,
                     (Direction::Forward, Scope::Cluster) => {

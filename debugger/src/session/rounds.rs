@@ -104,7 +104,7 @@ fn search(
         None => {
             match scope {
                 Scope::Vm(vm) => {
-                    s.goto(vm, 0)?;
+                    s.goto(vm, s.start_icount(vm))?;
                 }
                 Scope::Cluster => s.goto_vtime(0)?,
             }

@@ -25,7 +25,7 @@ impl Session {
         let here = self.machine(vm)?.icount();
         let to = match dir {
             Direction::Forward if here < self.end_icount(vm) => here + 1,
-            Direction::Backward if here > 0 => here - 1,
+            Direction::Backward if here > self.start_icount(vm) => here - 1,
             _ => return Ok(None),
         };
         self.goto(vm, to).map(Some)

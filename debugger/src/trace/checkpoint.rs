@@ -36,6 +36,12 @@ pub struct CheckpointFile {
     pub changed: Vec<(u64, String)>,
     /// Pages that became all zeros since the previous checkpoint.
     pub zeroed: Vec<u64>,
+    /// The cluster's virtual time at the window barrier where it was taken
+    /// (after any skip over idle time): where a fork can rebuild the whole
+    /// cluster exactly. Absent in traces of older vmrr versions, and in a
+    /// fork's first checkpoints (taken inside a window).
+    #[serde(default)]
+    pub cluster_ns: Option<u64>,
 }
 
 /// File name of the checkpoint of `vm` at `icount`, relative to the trace.

@@ -15,6 +15,7 @@ pub mod checkpoint;
 mod checks;
 pub mod codec;
 pub mod exec_index;
+pub mod learnt;
 mod open;
 pub mod output;
 pub mod pages;

@@ -182,6 +182,12 @@ impl Trace {
         &self.inputs[vm]
     }
 
+    /// First icount of `vm` in the trace (its first checkpoint): 0, or for a
+    /// fork the VM's icount at the cut (a fork keeps its parent's icounts).
+    pub fn start_icount(&self, vm: usize) -> u64 {
+        self.checkpoints[vm].first().map(|c| c.icount).unwrap_or(0)
+    }
+
     /// Last replayable icount of `vm` (its last checkpoint).
     pub fn end_icount(&self, vm: usize) -> u64 {
         self.checkpoints[vm].last().map(|c| c.icount).unwrap_or(0)
@@ -231,6 +237,12 @@ impl Trace {
         let map = maps[k].clone();
         drop(maps);
         Ok((read(row)?, map))
+    }
+
+    /// The memory of `vm` at its checkpoint `k`, as a page map (a fork's
+    /// first checkpoint starts from it).
+    pub fn page_map(&self, vm: usize, k: usize) -> Result<PageMap, TraceError> {
+        Ok(self.checkpoint_with_map(vm, k)?.1)
     }
 
     /// Checkpoint `k` of `vm` with the full memory image it stands for.

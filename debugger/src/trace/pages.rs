@@ -14,6 +14,20 @@ pub const PAGE_BYTES: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct PageStore {
     root: PathBuf,
+    /// Another trace's store (a fork's parent's) whose page files this one
+    /// hard-links instead of writing a copy.
+    share: Option<PathBuf>,
+}
+
+/// How a page file came to be in a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// It was there already.
+    Present,
+    /// Hard-linked from the shared store (no new bytes on disk).
+    Linked,
+    /// Copied (the stores are on different file systems).
+    Copied,
 }
 
 /// Hex of a page's blake3 hash: its name in the store.
@@ -27,12 +41,60 @@ impl PageStore {
         std::fs::create_dir_all(root).map_err(|e| TraceError::io(root, e))?;
         Ok(PageStore {
             root: root.to_path_buf(),
+            share: None,
         })
     }
 
+    /// The same store, taking pages it lacks from `parent` (another trace's
+    /// `pages/`) by hard link where it has them: a fork keeps its own
+    /// complete store without a second copy of the pages it shares.
+    pub fn sharing_with(mut self, parent: &Path) -> PageStore {
+        self.share = Some(parent.to_path_buf());
+        self
+    }
+
     fn path_of(&self, hash: &str) -> PathBuf {
-        let prefix = hash.get(..2).unwrap_or("00");
-        self.root.join(prefix).join(format!("{hash}.zst"))
+        path_in(&self.root, hash)
+    }
+
+    /// Makes the page called `hash` present in this store, from the shared
+    /// store: a hard link, or a copy across file systems. An error if the
+    /// shared store lacks it too.
+    pub fn adopt(&self, hash: &str) -> Result<Adopted, TraceError> {
+        // The hash comes from a checkpoint file: it must not name a path.
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TraceError::Damaged {
+                path: self.root.clone(),
+                problem: "a checkpoint names a page by something that is not a page hash".into(),
+            });
+        }
+        let path = self.path_of(hash);
+        if path.exists() {
+            return Ok(Adopted::Present);
+        }
+        let Some(share) = &self.share else {
+            return Err(TraceError::Damaged {
+                path,
+                problem: "memory page is missing".into(),
+            });
+        };
+        let from = path_in(share, hash);
+        if !from.is_file() {
+            return Err(TraceError::Damaged {
+                path: from,
+                problem: "memory page is missing from the parent trace".into(),
+            });
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| TraceError::io(dir, e))?;
+        }
+        if std::fs::hard_link(&from, &path).is_ok() {
+            return Ok(Adopted::Linked);
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::copy(&from, &tmp).map_err(|e| TraceError::io(&from, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| TraceError::io(&path, e))?;
+        Ok(Adopted::Copied)
     }
 
     /// Stores `page` if it is not there yet; returns its hash.
@@ -40,6 +102,14 @@ impl PageStore {
         let hash = page_hash(page);
         let path = self.path_of(&hash);
         if path.exists() {
+            return Ok(hash);
+        }
+        if self
+            .share
+            .as_ref()
+            .is_some_and(|share| path_in(share, &hash).is_file())
+            && self.adopt(&hash).is_ok()
+        {
             return Ok(hash);
         }
         if let Some(dir) = path.parent() {
@@ -102,6 +172,12 @@ pub fn unpack_limited(packed: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
         )));
     }
     Ok(out)
+}
+
+/// Where the page called `hash` lives in the store at `root`.
+fn path_in(root: &Path, hash: &str) -> PathBuf {
+    let prefix = hash.get(..2).unwrap_or("00");
+    root.join(prefix).join(format!("{hash}.zst"))
 }
 
 /// Bytes of all files below `dir`.

@@ -4,6 +4,10 @@
 //! every `checkpoint_every` steps a VM gets a checkpoint (state + changed
 //! pages), and the index is flushed, so an interrupted recording keeps a
 //! valid trace up to its last checkpoint.
+//!
+//! [`record`] starts a cluster at its images' entry points; a fork starts
+//! one from a cut of another trace and records on with the same loop
+//! ([`run_recording`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,10 +20,12 @@ use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, FrameRow, Index,
 use super::checkpoint::CheckpointFile;
 use super::codec::RowEncoder;
 use super::exec_index::slice_row;
+use super::learnt::{learnt_to_json, LEARNT_KEY};
 use super::output::OutputDir;
 use super::pages::{dir_bytes, PageStore, PAGE_BYTES};
 use super::{TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR, STATE_HASH_META, STATE_HASH_PAGED};
 use crate::cluster::config::FaultKind;
+use crate::cluster::scheduler::Learnt;
 use crate::cluster::{Cluster, ClusterConfig, ClusterEvent, ClusterOptions, ClusterStop, FrameRecord};
 use vmrr_backend::state::{hex, paged_state_hash};
 
@@ -83,14 +89,31 @@ pub struct RecordSummary {
 }
 
 /// Per-VM recording state.
-struct VmRecorder {
+pub(crate) struct VmRecorder {
     /// Page index -> hash of the VM's memory as of its last checkpoint.
-    pages: BTreeMap<u64, String>,
-    last_checkpoint: Option<u64>,
+    pub(crate) pages: BTreeMap<u64, String>,
+    pub(crate) last_checkpoint: Option<u64>,
+    /// The icount the next checkpoint is counted from: the last
+    /// checkpoint's, or for a fork the parent's last before the cut (so that
+    /// the fork takes its checkpoints where the parent took them).
+    pub(crate) due_from: u64,
     /// Frames handed to the VM so far (replay inputs consumed).
-    inputs: u64,
+    pub(crate) inputs: u64,
     /// Its events as index rows.
-    rows: RowEncoder,
+    pub(crate) rows: RowEncoder,
+}
+
+impl VmRecorder {
+    /// A VM whose trace has no checkpoint yet.
+    pub(crate) fn new(vm: usize) -> VmRecorder {
+        VmRecorder {
+            pages: BTreeMap::new(),
+            last_checkpoint: None,
+            due_from: 0,
+            inputs: 0,
+            rows: RowEncoder::new(vm as u32),
+        }
+    }
 }
 
 fn stop_text(stop: Option<&Stop>) -> String {
@@ -106,26 +129,43 @@ pub fn image_path(name: &str) -> String {
     format!("{IMAGES_DIR}/{name}.elf")
 }
 
-struct Recorder {
-    out: PathBuf,
-    index: Index,
-    store: PageStore,
-    vms: Vec<VmRecorder>,
-    names: Vec<String>,
-    checkpoints: usize,
+/// What writes a trace while its cluster runs.
+pub(crate) struct Recorder {
+    pub(crate) out: PathBuf,
+    pub(crate) index: Index,
+    pub(crate) store: PageStore,
+    pub(crate) vms: Vec<VmRecorder>,
+    pub(crate) names: Vec<String>,
+    pub(crate) checkpoints: usize,
     /// Frames before this index are final and written.
-    frames_final: usize,
+    pub(crate) frames_final: usize,
+    /// Changes of the switch's table already written to `meta`.
+    pub(crate) learnt_written: usize,
 }
 
 impl Recorder {
-    fn flush_console(&mut self, vm: usize) -> Result<(), TraceError> {
+    /// A recorder writing into `out`, whose index is open, for VMs `names`.
+    pub(crate) fn new(out: &Path, index: Index, names: Vec<String>) -> Result<Recorder, TraceError> {
+        Ok(Recorder {
+            out: out.to_path_buf(),
+            index,
+            store: PageStore::open(&out.join(PAGES_DIR))?,
+            vms: (0..names.len()).map(VmRecorder::new).collect(),
+            names,
+            checkpoints: 0,
+            frames_final: 0,
+            learnt_written: 0,
+        })
+    }
+
+    pub(crate) fn flush_console(&mut self, vm: usize) -> Result<(), TraceError> {
         if let Some(row) = self.vms[vm].rows.flush() {
             self.index.add_event(&row)?;
         }
         Ok(())
     }
 
-    fn add(&mut self, e: &ClusterEvent) -> Result<(), TraceError> {
+    pub(crate) fn add(&mut self, e: &ClusterEvent) -> Result<(), TraceError> {
         if matches!(e.event.kind, VmEvent::FrameReceived(_)) {
             self.vms[e.vm].inputs += 1;
         }
@@ -139,7 +179,7 @@ impl Recorder {
 
     /// Writes the frames from the first one still in flight on (the index
     /// replaces rows it already has), then moves past those now final.
-    fn write_frames(&mut self, frames: &[FrameRecord]) -> Result<(), TraceError> {
+    pub(crate) fn write_frames(&mut self, frames: &[FrameRecord]) -> Result<(), TraceError> {
         for f in frames.iter().skip(self.frames_final) {
             let (recv_icount, recv_vtime_ns) = f.received.unzip();
             self.index.add_frame(&FrameRow {
@@ -165,8 +205,25 @@ impl Recorder {
         Ok(())
     }
 
-    /// Checkpoints VM `vm` where it stands: core state, changed pages, file, index row.
-    fn checkpoint(&mut self, vm: usize, machine: &mut Machine) -> Result<(), TraceError> {
+    /// Writes the changes of the switch's MAC table learnt since the last
+    /// call into `meta` (`switch.learnt`): a fork rebuilds the table from them.
+    pub(crate) fn write_learnt(&mut self, learnt: &[Learnt]) -> Result<(), TraceError> {
+        if learnt.len() == self.learnt_written {
+            return Ok(());
+        }
+        self.index.set_meta(LEARNT_KEY, &learnt_to_json(learnt))?;
+        self.learnt_written = learnt.len();
+        Ok(())
+    }
+
+    /// Checkpoints VM `vm` where it stands: core state, changed pages, file,
+    /// index row. `cluster_ns` is the cluster's time when it stands at a barrier.
+    pub(crate) fn checkpoint(
+        &mut self,
+        vm: usize,
+        machine: &mut Machine,
+        cluster_ns: Option<u64>,
+    ) -> Result<(), TraceError> {
         let name = self.names[vm].clone();
         let err = |source: vmrr_backend::VmError| TraceError::Vm {
             vm: name.clone(),
@@ -221,6 +278,7 @@ impl Recorder {
             state,
             changed,
             zeroed,
+            cluster_ns,
         };
         let (rel, file_hash) = file.write(&self.out)?;
         self.index.add_checkpoint(&CheckpointRow {
@@ -238,6 +296,7 @@ impl Recorder {
             EventKind::Checkpoint,
         ))?;
         self.vms[vm].last_checkpoint = Some(icount);
+        self.vms[vm].due_from = icount;
         self.checkpoints += 1;
         Ok(())
     }
@@ -246,7 +305,7 @@ impl Recorder {
 /// A fault as text for the index, and the VMs it touches. Its event stands
 /// at the fault's virtual time and at each VM's icount at the window barrier
 /// after it (faults act on frames, not on instructions).
-fn describe_fault(config: &ClusterConfig, kind: &FaultKind) -> (String, Vec<usize>) {
+pub(crate) fn describe_fault(config: &ClusterConfig, kind: &FaultKind) -> (String, Vec<usize>) {
     let name = |i: usize| config.vms.get(i).map(|v| v.name.clone()).unwrap_or_default();
     match kind {
         FaultKind::Partition(group) => {
@@ -363,6 +422,11 @@ pub fn record(
     index.set_meta("checkpoint_every", &options.checkpoint_every.to_string())?;
     index.set_meta(STATE_HASH_META, STATE_HASH_PAGED)?;
     index.set_meta("source", &config.file.display().to_string())?;
+    // A fork of this trace runs on with the same limits.
+    index.set_meta("max_steps", &options.max_steps.to_string())?;
+    if options.max_vtime_ns != u64::MAX {
+        index.set_meta("max_vtime_ns", &options.max_vtime_ns.to_string())?;
+    }
 
     let cluster_options = ClusterOptions {
         jobs: options.jobs,
@@ -372,36 +436,57 @@ pub fn record(
     };
     let mut cluster = Cluster::new(traced, cluster_options)?;
     let n = config.vms.len();
-    let mut rec = Recorder {
-        out: out.to_path_buf(),
-        index,
-        store: PageStore::open(&out.join(PAGES_DIR))?,
-        vms: (0..n)
-            .map(|vm| VmRecorder {
-                pages: BTreeMap::new(),
-                last_checkpoint: None,
-                inputs: 0,
-                rows: RowEncoder::new(vm as u32),
-            })
-            .collect(),
-        names: config.vms.iter().map(|v| v.name.clone()).collect(),
-        checkpoints: 0,
-        frames_final: 0,
-    };
+    let names = config.vms.iter().map(|v| v.name.clone()).collect();
+    let mut rec = Recorder::new(out, index, names)?;
     // Checkpoint 0: the booted images (the loader's pages are in the dirty
     // log). From there on the engine logs what each VM runs and writes.
     for vm in 0..n {
-        rec.checkpoint(vm, cluster.machine_mut(vm))?;
+        rec.checkpoint(vm, cluster.machine_mut(vm), Some(0))?;
         cluster.machine_mut(vm).set_exec_log(true);
     }
     rec.index.flush()?;
     // From here the trace replays (to its last checkpoint) whatever happens.
     folder.keep();
+    let plan = RunPlan {
+        checkpoint_every: options.checkpoint_every,
+        faults_logged: 0,
+        last_meta: None,
+    };
+    run_recording(rec, &mut cluster, &plan, interrupted, progress)
+}
 
+/// What gives the `meta` entries written when a run is over.
+pub(crate) type LastMeta<'a> = dyn Fn(&Cluster) -> Vec<(String, String)> + 'a;
+
+/// Where a recording's loop starts: the state a fresh recording starts
+/// from, or a fork's at its cut.
+pub(crate) struct RunPlan<'a> {
+    /// Steps between two checkpoints of a VM.
+    pub(crate) checkpoint_every: u64,
+    /// Faults of the schedule whose events are already written (or belong
+    /// to the parent of a fork).
+    pub(crate) faults_logged: usize,
+    /// `meta` entries to write when the run is over (a fork's account of
+    /// its changes), from the cluster as it ended.
+    pub(crate) last_meta: Option<&'a LastMeta<'a>>,
+}
+
+/// Runs `cluster` to its end, writing its events, frames and checkpoints
+/// with `rec`, then the final checkpoints and the trace's status.
+pub(crate) fn run_recording(
+    mut rec: Recorder,
+    cluster: &mut Cluster,
+    plan: &RunPlan<'_>,
+    interrupted: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<RecordSummary, TraceError> {
+    let out = rec.out.clone();
+    let out = out.as_path();
+    let n = rec.vms.len();
     let mut failure: Option<TraceError> = None;
     let mut last_progress = Instant::now();
-    let mut faults_logged = 0;
-    let every = options.checkpoint_every.max(1);
+    let mut faults_logged = plan.faults_logged;
+    let every = plan.checkpoint_every.max(1);
     let stop = cluster
         .run(|c| {
             let mut step = || -> Result<(), TraceError> {
@@ -426,15 +511,19 @@ pub fn record(
                 }
                 let mut flushed = false;
                 for vm in 0..n {
-                    let due = c.machine(vm).icount()
-                        >= rec.vms[vm].last_checkpoint.unwrap_or(0).saturating_add(every);
+                    let icount = c.machine(vm).icount();
+                    let due = icount >= rec.vms[vm].due_from.saturating_add(every);
                     if due && c.vm_stop(vm).is_none() {
-                        rec.checkpoint(vm, c.machine_mut(vm))?;
+                        let at = Some(c.vtime_ns());
+                        rec.checkpoint(vm, c.machine_mut(vm), at)?;
+                        // (A fork's first checkpoint may already stand here.)
+                        rec.vms[vm].due_from = icount;
                         flushed = true;
                     }
                 }
                 if flushed {
                     rec.write_frames(c.frames())?;
+                    rec.write_learnt(c.learnt())?;
                     rec.index.flush()?;
                 }
                 Ok(())
@@ -462,7 +551,8 @@ pub fn record(
     let mut vms = Vec::new();
     for vm in 0..n {
         rec.flush_console(vm)?;
-        rec.checkpoint(vm, cluster.machine_mut(vm))?;
+        let at = Some(cluster.vtime_ns());
+        rec.checkpoint(vm, cluster.machine_mut(vm), at)?;
         let machine = cluster.machine(vm);
         let why = stop_text(cluster.vm_stop(vm));
         rec.index.add_event(
@@ -480,12 +570,16 @@ pub fn record(
         vms.push((rec.names[vm].clone(), machine.icount(), machine.vtime_ns(), why));
     }
     rec.write_frames(cluster.frames())?;
+    rec.write_learnt(cluster.learnt())?;
     let status = if stop == ClusterStop::Interrupted {
         "interrupted"
     } else {
         "complete"
     };
     rec.index.set_meta("status", status)?;
+    for (key, value) in plan.last_meta.map(|f| f(cluster)).unwrap_or_default() {
+        rec.index.set_meta(&key, &value)?;
+    }
     rec.index.flush()?;
     let checkpoints = rec.checkpoints;
     let frames = cluster.frames().len();

@@ -84,6 +84,13 @@ impl Trace {
     /// Materialises `vm` at `icount` (after the inputs delivered there):
     /// restores the nearest checkpoint at or before it and replays forward.
     pub fn seek(&self, vm: usize, icount: u64) -> Result<Machine, TraceError> {
+        if icount < self.start_icount(vm) {
+            return Err(TraceError::Invalid(format!(
+                "icount {icount} is before the start of VM '{}' in this trace ({}): it is a fork; its parent holds the earlier history",
+                self.config().vms[vm].name,
+                self.start_icount(vm)
+            )));
+        }
         if icount > self.end_icount(vm) {
             return Err(TraceError::Invalid(format!(
                 "icount {icount} is past the end of VM '{}' in this trace ({})",

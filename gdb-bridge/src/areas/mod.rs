@@ -4,6 +4,7 @@
 //! message every refused write shares (`registers::WHY_NO_WRITES`).
 
 mod connect;
+mod fork;
 mod memory;
 mod monitor;
 mod points;

@@ -40,6 +40,10 @@ vmrr monitor commands (each VM is a gdb inferior: inferior N is VM N)
   bookmark list                list bookmarks
   bookmark goto NAME           go to a bookmark
   bookmark delete NAME         delete a bookmark
+  fork NEW [CHANGE; ...]       run the cluster on from the cursor's time with the
+                               changes of `vmrr fork` (set backup2 store[3] = 99;
+                               drop next frame to backup2; seed 7) into the new
+                               trace NEW, and print how to open it
   sync                         what vmrr's gdb settings run before each prompt and
                                after each monitor command: notices (refused
                                writes), and whether gdb must drop its cached
@@ -152,6 +156,7 @@ impl Target {
                     .map_err(err)
                     .map(|_| format!("deleted bookmark '{name}'"))
             }
+            ["fork", ..] => super::fork::fork_here(&s, rest(line, 1)),
             ["bookmark", ..] => Err("usage: bookmark add NAME | list | goto NAME | delete NAME".into()),
             [other, ..] => Err(format!("unknown command '{other}' (monitor help lists them)")),
         };

@@ -10,7 +10,8 @@ use crate::state::{lock, Target};
 
 /// Why nothing of a recording can be changed, and what to do instead.
 pub(crate) const WHY_NO_WRITES: &str = "a recording cannot change. Go where it has the values you want \
-     (reverse-continue, watch, monitor goto); what-if runs (vmrr fork) are not there yet";
+     (reverse-continue, watch, monitor goto), or run on with the value changed: \
+     monitor fork NEW set VM VAR = VALUE";
 
 impl Target {
     /// The registers of `vm` at the cursor, or the error reply.
