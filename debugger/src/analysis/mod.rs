@@ -30,7 +30,7 @@ mod flow;
 pub mod origin;
 pub mod pass;
 mod steps;
-mod tree;
+pub mod tree;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -38,8 +38,11 @@ use std::sync::{Arc, OnceLock};
 use crate::dwarf::Program;
 use crate::trace::{Trace, TraceError};
 
+pub use calls::{Arg, Call, CallQuery, Calls};
+pub use coverage::{Coverage, CoverageRow};
 pub use origin::{LinkKind, Origin, OriginEnd, OriginLink, OriginQuery, OriginTarget};
 pub use pass::{PassOptions, Progress};
+pub use tree::{call_tree, CallTreeNode, MAX_TREE_STEPS};
 
 /// What can go wrong in an analysis.
 #[derive(Debug, thiserror::Error)]

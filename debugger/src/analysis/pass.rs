@@ -221,6 +221,9 @@ pub struct Span {
     pub to: u64,
 }
 
+/// One job's result for one analysis.
+pub type Found = (SliceJob, Box<dyn Any + Send>);
+
 /// Replays, once, every slice within `spans` that at least one of
 /// `analyses` wants, with the observers of all that want it. Returns, per
 /// analysis, its (job, result) pairs in trace order.
@@ -229,7 +232,7 @@ pub fn run_analyses(
     analyses: &[&dyn Analysis],
     spans: &[Span],
     opts: &PassOptions<'_>,
-) -> Result<Vec<Vec<(SliceJob, Box<dyn Any + Send>)>>, AnalysisError> {
+) -> Result<Vec<Vec<Found>>, AnalysisError> {
     let mut work = Vec::new();
     let mut who: Vec<Vec<usize>> = Vec::new();
     for span in spans {
@@ -250,7 +253,7 @@ pub fn run_analyses(
         }
     }
     let results = run_jobs(trace, work, opts)?;
-    let mut out: Vec<Vec<(SliceJob, Box<dyn Any + Send>)>> = analyses.iter().map(|_| Vec::new()).collect();
+    let mut out: Vec<Vec<Found>> = analyses.iter().map(|_| Vec::new()).collect();
     for (result, wanting) in results.into_iter().zip(who) {
         for (output, a) in result.outputs.into_iter().zip(wanting) {
             out[a].push((result.job, output));

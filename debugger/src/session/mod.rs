@@ -24,6 +24,7 @@
 //! least key) and stepping back undoes exactly the last one, so the two undo
 //! each other.
 
+mod analyses;
 mod bookmarks;
 mod cursor;
 mod dense;
@@ -127,6 +128,8 @@ pub struct Session {
     /// Bumped at every move, so views know when to redraw.
     generation: u64,
     jobs: usize,
+    /// The VMs' images as analyses name code, read on first use.
+    images: std::sync::OnceLock<Arc<crate::analysis::Images>>,
 }
 
 /// A VM id as an index into per-VM tables.
@@ -137,7 +140,17 @@ fn ix(vm: VmId) -> usize {
 impl Session {
     /// Opens a trace (writable, for bookmarks) with the cursor at its start.
     pub fn open(dir: &Path) -> Result<Session, SessionError> {
-        let trace = Arc::new(Trace::open(dir, true)?);
+        Session::open_with(dir, true)
+    }
+
+    /// Opens a trace read-only (no bookmarks can be added, analyses are
+    /// not cached) with the cursor at its start.
+    pub fn open_read_only(dir: &Path) -> Result<Session, SessionError> {
+        Session::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, writable: bool) -> Result<Session, SessionError> {
+        let trace = Arc::new(Trace::open(dir, writable)?);
         let n = trace.config().vms.len();
         Ok(Session {
             vms: (0..n).map(|_| VmSlot::default()).collect(),
@@ -153,6 +166,7 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             generation: 0,
             jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            images: std::sync::OnceLock::new(),
         })
     }
 

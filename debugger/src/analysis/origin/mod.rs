@@ -23,6 +23,7 @@ use vmrr_backend::devices::virtio_net::DmaAccess;
 use vmrr_backend::Machine;
 use vmrr_index::{Pos, VmId};
 
+use super::cache::Cache;
 use super::flow::{self, hex_value, reg_bytes, reg_name, FlowCtx, Loc, Source};
 use super::pass::PassOptions;
 use super::steps::SliceSteps;
@@ -194,8 +195,27 @@ struct Tracer<'a> {
 }
 
 /// Follows the origin of `query`'s target. `start` is the VM standing at
-/// the position (the session's machine), or `None` to replay there.
+/// the position (the session's machine), or `None` to replay there. The
+/// answer is cached: the same question again is read back.
 pub fn origin(
+    trace: &Trace,
+    images: &Images,
+    query: &OriginQuery,
+    start: Option<&Machine>,
+    opts: &PassOptions<'_>,
+) -> Result<Origin, AnalysisError> {
+    let cache = Cache::open(trace)?;
+    let key = store::key(query);
+    if let Some(found) = store::load(&cache, &key)? {
+        return Ok(found);
+    }
+    let found = trace_origin(trace, images, query, start, opts)?;
+    store::save(&cache, &key, &found)?;
+    Ok(found)
+}
+
+/// [`origin`] without the cache.
+fn trace_origin(
     trace: &Trace,
     images: &Images,
     query: &OriginQuery,
@@ -466,3 +486,4 @@ impl Tracer<'_> {
 
 mod net;
 mod search;
+mod store;
