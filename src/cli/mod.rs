@@ -1,8 +1,11 @@
 //! The command line: argument definitions and one module per subcommand.
 
+mod calls;
+mod coverage;
 mod error;
 mod gdb;
 mod index;
+mod origin;
 mod query;
 mod record;
 mod replay;
@@ -61,6 +64,14 @@ enum Command {
     /// Serve a trace to gdb (remote protocol): VMs are threads; stepi,
     /// continue, breakpoints and watchpoints work both ways.
     Gdb(gdb::GdbArgs),
+    /// Every call of a function in every VM: entry, arguments (named and
+    /// typed from DWARF), return and value; --tree for what they called.
+    Calls(calls::CallsArgs),
+    /// Where a value came from: the chain of writes that put bytes of a
+    /// VM's memory (or a register) there, across VMs through frames.
+    Origin(origin::OriginArgs),
+    /// Which functions and source lines ran in each VM within a window.
+    Coverage(coverage::CoverageArgs),
     /// Explore a trace in a full-screen terminal UI: timeline, registers,
     /// disassembly, events, bookmarks; step both ways, follow frames.
     /// Press ? inside for the keys.
@@ -130,5 +141,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Index(args) => index::run(&args),
         Command::Gdb(args) => gdb::run(&args),
         Command::Tui(args) => tui::run(&args),
+        Command::Calls(args) => calls::run(&args),
+        Command::Origin(args) => origin::run(&args),
+        Command::Coverage(args) => coverage::run(&args),
     }
 }
