@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS analysis_origin_links(
     query TEXT NOT NULL, link INTEGER NOT NULL, vm INTEGER NOT NULL, icount INTEGER NOT NULL,
     vtime_ns INTEGER NOT NULL, vm_name TEXT NOT NULL, rip INTEGER, function TEXT, line TEXT,
     kind TEXT NOT NULL, frame INTEGER, peer INTEGER, what TEXT NOT NULL, dest TEXT NOT NULL,
-    src TEXT NOT NULL, flow TEXT NOT NULL, value TEXT, trivial INTEGER NOT NULL,
+    src TEXT NOT NULL, flow TEXT NOT NULL, value TEXT, trivial INTEGER NOT NULL, place TEXT NOT NULL,
     PRIMARY KEY(query, link)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS analysis_coverage(
     window TEXT NOT NULL, vm INTEGER NOT NULL, function TEXT NOT NULL, file TEXT,
@@ -175,9 +175,8 @@ impl Cache {
 
     /// Creates the tables, after dropping those of another cache version.
     fn prepare(&mut self) -> rusqlite::Result<()> {
-        let tx = self.conn.transaction()?;
-        let version: Option<String> = tx
-            .query_row("SELECT value FROM analysis_meta WHERE key = 'version'", [], |r| {
+        let version = |conn: &Connection| -> rusqlite::Result<Option<String>> {
+            conn.query_row("SELECT value FROM analysis_meta WHERE key = 'version'", [], |r| {
                 r.get(0)
             })
             .optional()
@@ -185,8 +184,18 @@ impl Cache {
                 // No table yet.
                 rusqlite::Error::SqliteFailure(..) => Ok(None),
                 e => Err(e),
-            })?;
-        if version.as_deref() != Some(&CACHE_VERSION.to_string()) {
+            })
+        };
+        let current = Some(CACHE_VERSION.to_string());
+        if version(&self.conn)? == current {
+            return Ok(());
+        }
+        // Immediate: a read upgraded to a write would fail at once (not
+        // wait) if another connection wrote in between.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if version(&tx)? != current {
             for t in TABLES {
                 tx.execute_batch(&format!("DROP TABLE IF EXISTS {t}"))?;
             }

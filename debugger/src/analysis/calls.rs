@@ -353,14 +353,31 @@ fn set_depths(calls: &mut [Call]) {
     }
 }
 
+/// Levenshtein distance (names are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Names that look like `name`, for an error message.
 fn similar(images: &Images, trace: &Trace, vms: &[usize], name: &str) -> String {
     let lower = name.to_ascii_lowercase();
     let mut found: BTreeSet<String> = BTreeSet::new();
     for &vm in vms {
         for s in images.program(trace, vm).symbols().symbols() {
-            if s.kind == crate::symbols::SymbolKind::Function && s.name.to_ascii_lowercase().contains(&lower)
-            {
+            let other = s.name.to_ascii_lowercase();
+            let alike = other.contains(&lower) || edit_distance(&other, &lower) <= 2;
+            if s.kind == crate::symbols::SymbolKind::Function && alike {
                 found.insert(s.name.clone());
             }
         }

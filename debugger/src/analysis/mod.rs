@@ -27,6 +27,7 @@ pub mod cache;
 pub mod calls;
 pub mod coverage;
 mod flow;
+mod loc;
 pub mod origin;
 pub mod pass;
 mod steps;
@@ -40,7 +41,7 @@ use crate::trace::{Trace, TraceError};
 
 pub use calls::{Arg, Call, CallQuery, Calls};
 pub use coverage::{Coverage, CoverageRow};
-pub use origin::{LinkKind, Origin, OriginEnd, OriginLink, OriginQuery, OriginTarget};
+pub use origin::{LinkKind, Origin, OriginEnd, OriginLink, OriginQuery, OriginTarget, Place};
 pub use pass::{PassOptions, Progress};
 pub use tree::{call_tree, CallTreeNode, MAX_TREE_STEPS};
 

@@ -54,10 +54,22 @@ impl Session {
 
     /// Where the target of `vm` at the cursor came from (see
     /// [`analysis::origin`]): `Memory` is a guest-virtual range of `vm`.
+    /// Follows at most [`DEFAULT_MAX_LINKS`] links.
     pub fn origin(
         &mut self,
         vm: VmId,
         target: OriginTarget,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Origin, SessionError> {
+        self.origin_with_limit(vm, target, DEFAULT_MAX_LINKS, progress)
+    }
+
+    /// [`Session::origin`], following at most `max_links` links.
+    pub fn origin_with_limit(
+        &mut self,
+        vm: VmId,
+        target: OriginTarget,
+        max_links: usize,
         progress: &(dyn Fn(f64) + Sync),
     ) -> Result<Origin, SessionError> {
         self.check_vm(vm)?;
@@ -68,7 +80,7 @@ impl Session {
             vm,
             icount: pos.icount,
             target,
-            max_links: DEFAULT_MAX_LINKS,
+            max_links,
         };
         self.cancel.store(false, Ordering::Relaxed);
         let cancel = self.cancel.clone();

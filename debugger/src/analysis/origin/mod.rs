@@ -38,6 +38,12 @@ const MAX_REGISTER_SLICES: usize = 8;
 /// Recorded slices kept for the next links.
 const KEEP_RECORDINGS: usize = 6;
 
+/// Whether `text` names a general register (`rax`, `edx`, `dl`, `r8d`,
+/// `rflags`): what [`OriginTarget::Register`] takes.
+pub fn is_register(text: &str) -> bool {
+    flow::parse_reg(text).is_some()
+}
+
 /// What to trace back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OriginTarget {
@@ -87,6 +93,32 @@ pub enum LinkKind {
     },
 }
 
+/// A place that held the value after a link, for a view to show, watch or
+/// go to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Place {
+    /// Guest memory of the link's VM.
+    Memory {
+        /// Guest-physical address.
+        pa: u64,
+        /// The guest-virtual address the writing instruction used, if known.
+        va: Option<u64>,
+        /// Bytes.
+        len: u64,
+    },
+    /// A register of the link's VM (`edx`).
+    Register(String),
+    /// Bytes of a frame on the wire.
+    Frame {
+        /// The frame's id.
+        frame: u64,
+        /// First byte.
+        offset: u64,
+        /// Bytes.
+        len: u64,
+    },
+}
+
 /// One link: where the value was written (or carried), and from what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginLink {
@@ -105,8 +137,10 @@ pub struct OriginLink {
     pub kind: LinkKind,
     /// The instruction, or what the card did.
     pub what: String,
-    /// The place that held the value after this link.
+    /// The place that held the value after this link, as a person reads it.
     pub dest: String,
+    /// The same place, for a view.
+    pub place: Place,
     /// Where the link took it from.
     pub from: String,
     /// How: `copy`, `transform`, `received`, `sent`.
@@ -302,6 +336,21 @@ fn trace_origin(
     })
 }
 
+/// The place `l` is, with the guest-virtual address step `step` used for it.
+fn place_of(rec: &SliceSteps, step: usize, l: &Loc) -> Place {
+    match *l {
+        Loc::Reg { gpr, lo, hi } => Place::Register(reg_name(gpr, lo, hi)),
+        Loc::Mem { pa, len } => Place::Memory {
+            pa,
+            va: rec.steps[step].mem.iter().find_map(|m| {
+                m.pa.filter(|p| *p <= pa && pa < p + m.len)
+                    .map(|p| m.va + (pa - p))
+            }),
+            len,
+        },
+    }
+}
+
 /// How a person reads a data address: `0x10622c (store+0xc)`.
 fn data_name(images: &Images, trace: &Trace, vm: usize, va: u64) -> String {
     match images.program(trace, vm).symbols().describe(va) {
@@ -338,10 +387,11 @@ impl Tracer<'_> {
         while links.len() < max {
             let Some(writer) = self.last_writer(vm, at, &loc)? else {
                 let end = match loc {
-                    Loc::Mem { .. } => OriginEnd::Initial(
-                        "never written since the trace began: the image's data, or memory the VM started with"
-                            .into(),
-                    ),
+                    Loc::Mem { pa, .. } => OriginEnd::Initial(format!(
+                        "{} of {} was never written since the trace began: the image's data, or memory the VM started with",
+                        links.last().map(|l: &OriginLink| l.from.clone()).unwrap_or_else(|| format!("physical {pa:#x}")),
+                        self.vm_name(vm)
+                    )),
                     Loc::Reg { gpr, lo, hi } => OriginEnd::Initial(format!(
                         "{} was not written in the {} slices searched back (its value at the start of the first)",
                         reg_name(gpr, lo, hi),
@@ -379,6 +429,7 @@ impl Tracer<'_> {
                             s.instr.to_string()
                         },
                         dest: self.describe(vm, &rec, step, &part, &loc),
+                        place: place_of(&rec, step, &part),
                         from: String::new(),
                         flow: String::new(),
                         value,

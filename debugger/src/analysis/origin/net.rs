@@ -9,7 +9,7 @@ use vmrr_backend::devices::virtio_net::{DmaAccess, DmaKind};
 use vmrr_index::{Pos, VmId};
 
 use super::super::flow::{hex_value, Loc};
-use super::{LinkKind, OriginEnd, OriginLink, Tracer};
+use super::{LinkKind, OriginEnd, OriginLink, Place, Tracer};
 use crate::analysis::AnalysisError;
 
 /// Where a chain goes after the card.
@@ -106,6 +106,7 @@ impl Tracer<'_> {
                 self.vm_name(src)
             ),
             dest: format!("physical {pa:#x}, {len} bytes"),
+            place: Place::Memory { pa, va: None, len },
             from: format!("frame #{} {range}", row.id),
             flow: "received".into(),
             value: Some(bytes.clone()),
@@ -177,6 +178,11 @@ impl Tracer<'_> {
                 step.instr
             ),
             dest: format!("frame #{} {range}", row.id),
+            place: Place::Frame {
+                frame: row.id,
+                offset: fo,
+                len: n,
+            },
             from: format!("physical {tx_pa:#x}, {n} bytes"),
             flow: "sent".into(),
             value: Some(bytes),

@@ -5,7 +5,7 @@
 use rusqlite::{params, OptionalExtension};
 use vmrr_index::{Pos, VmId};
 
-use super::{LinkKind, Origin, OriginEnd, OriginLink, OriginQuery, OriginTarget};
+use super::{LinkKind, Origin, OriginEnd, OriginLink, OriginQuery, OriginTarget, Place};
 use crate::analysis::cache::Cache;
 use crate::analysis::AnalysisError;
 
@@ -75,7 +75,7 @@ pub(super) fn load(cache: &Cache, key: &str) -> Result<Option<Origin>, AnalysisE
     let mut stmt = conn
         .prepare_cached(
             "SELECT vm, icount, vtime_ns, vm_name, rip, function, line, kind, frame, peer, what, dest, src,
-                    flow, value, trivial
+                    flow, value, trivial, place
              FROM analysis_origin_links WHERE query = ?1 ORDER BY link",
         )
         .map_err(|e| cache.error(e))?;
@@ -101,6 +101,8 @@ pub(super) fn load(cache: &Cache, key: &str) -> Result<Option<Origin>, AnalysisE
                 kind,
                 what: r.get(10)?,
                 dest: r.get(11)?,
+                place: serde_json::from_str(&r.get::<_, String>(16)?)
+                    .unwrap_or(Place::Register(String::new())),
                 from: r.get(12)?,
                 flow: r.get(13)?,
                 value: r.get(14)?,
@@ -146,7 +148,7 @@ pub(super) fn save(cache: &Cache, key: &str, origin: &Origin) -> Result<(), Anal
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO analysis_origin_links VALUES
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
             )?;
             for (i, l) in origin.links.iter().enumerate() {
                 let (kind, frame, peer) = match l.kind {
@@ -174,7 +176,8 @@ pub(super) fn save(cache: &Cache, key: &str, origin: &Origin) -> Result<(), Anal
                     l.from,
                     l.flow,
                     l.value,
-                    i64::from(l.trivial)
+                    i64::from(l.trivial),
+                    serde_json::to_string(&l.place).unwrap_or_default()
                 ])?;
             }
         }

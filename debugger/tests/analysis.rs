@@ -1,0 +1,453 @@
+//! The analyses against brute force: each VM of the kvstore-bug demo
+//! stepped one instruction at a time from its first checkpoint (frames
+//! handed over one by one), with no execution index, no slices and no
+//! engine breakpoints. `calls kv_apply` must find every entry, argument,
+//! return and value that stepping finds; the origin of backup2's
+//! `store[3] = 31` must go through kv_apply's store, the receive buffer,
+//! the frame from primary and primary's transmit buffer, every link at the
+//! position where stepping sees those bytes last change; coverage must
+//! name the code stepping runs. Needs /dev/kvm.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use vmrr_backend::Machine;
+use vmrr_debugger::analysis::{CallQuery, LinkKind, OriginEnd, OriginTarget, Place};
+use vmrr_debugger::session::{Pos, Session, VmId};
+use vmrr_debugger::trace::Trace;
+
+fn trace() -> &'static Path {
+    common::kvstore_bug_trace()
+}
+
+/// What a brute-force walk sees.
+enum Seen {
+    /// Standing before instruction `icount` (after the frames handed over there).
+    Before,
+    /// A recorded input was just handed over (before instruction `icount`).
+    Delivered,
+    /// Instruction `.0` just ran.
+    After(u64),
+}
+
+/// Steps `vm` one instruction at a time over the whole trace.
+fn brute_force(trace: &Trace, vm: usize, mut f: impl FnMut(&Machine, Seen)) {
+    let (mut m, mut next) = trace.machine_at_checkpoint(vm, 0).expect("checkpoint 0");
+    let end = trace.end_icount(vm);
+    let inputs = trace.inputs(vm).to_vec();
+    loop {
+        while next < inputs.len() && inputs[next].icount == m.icount() {
+            let i = next;
+            let here = m.icount();
+            trace.run_to(vm, &mut m, &mut next, here, i + 1).expect("deliver");
+            f(&m, Seen::Delivered);
+        }
+        if m.icount() >= end || m.finished().is_some() {
+            return;
+        }
+        f(&m, Seen::Before);
+        let c = m.icount();
+        let no_inputs = next;
+        trace
+            .run_to(vm, &mut m, &mut next, c + 1, no_inputs)
+            .expect("step");
+        m.take_events();
+        if m.icount() == c {
+            return;
+        }
+        f(&m, Seen::After(c));
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BruteCall {
+    entry: Pos,
+    args: [u64; 3],
+    ret: Option<(Pos, u64)>,
+}
+
+#[test]
+fn calls_of_kv_apply_are_what_stepping_finds() {
+    let mut s = Session::open(trace()).expect("open");
+    let query = CallQuery {
+        function: "kv_apply".into(),
+        vms: vec![],
+        from: None,
+        to: None,
+    };
+    let found = s.calls(&query, &|_| {}).expect("calls");
+    assert!(
+        found.replayed < found.slices,
+        "the index skipped nothing: {found:?}"
+    );
+    let entry = common::kvstore_symbol("kv_apply");
+    let mut want: Vec<(VmId, BruteCall)> = Vec::new();
+    let t = Trace::open(trace(), false).expect("trace");
+    for vm in 0..t.config().vms.len() {
+        let mut open: Vec<(BruteCall, u64, u64)> = Vec::new();
+        let mut done: Vec<BruteCall> = Vec::new();
+        brute_force(&t, vm, |m, seen| {
+            if !matches!(seen, Seen::Before) || m.is_halted() {
+                return;
+            }
+            let r = m.regs();
+            let pos = Pos::new(vm as VmId, m.icount(), m.vtime_ns());
+            if let Some(i) = open
+                .iter()
+                .rposition(|(_, ret, cfa)| *ret == r.rip && *cfa == r.rsp)
+            {
+                let (mut c, _, _) = open.remove(i);
+                c.ret = Some((pos, r.rax));
+                done.push(c);
+            }
+            if r.rip == entry {
+                let mut b = [0u8; 8];
+                m.read_virt(r.rsp, &mut b);
+                open.push((
+                    BruteCall {
+                        entry: pos,
+                        args: [r.rdi & 0xffff_ffff, r.rsi & 0xff, r.rdx & 0xffff_ffff],
+                        ret: None,
+                    },
+                    u64::from_le_bytes(b),
+                    r.rsp + 8,
+                ));
+            }
+        });
+        done.extend(open.into_iter().map(|(c, _, _)| c));
+        want.extend(done.into_iter().map(|c| (vm as VmId, c)));
+    }
+    want.sort_by_key(|(_, c)| c.entry);
+    let got: Vec<(VmId, BruteCall)> = found
+        .calls
+        .iter()
+        .map(|c| {
+            let args: Vec<u64> = c.args.iter().map(|a| a.value).collect();
+            assert_eq!(
+                c.args.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+                ["seq", "key", "val"]
+            );
+            (
+                c.vm,
+                BruteCall {
+                    entry: c.entry,
+                    args: [args[0], args[1], args[2]],
+                    ret: c.ret.zip(c.retval),
+                },
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 20, "ten writes applied by each backup");
+    assert_eq!(got, want);
+    // The late #5 in backup2: k3 = 31 after #9 wrote 32.
+    let late = found
+        .calls
+        .iter()
+        .find(|c| s.vm_name(c.vm) == "backup2" && c.args[0].value == 5)
+        .expect("#5 in backup2");
+    assert_eq!(late.args[2].text, "31");
+    assert_eq!(late.ret_text.as_deref(), Some("void"));
+
+    // Asked again: from the cache, the same rows, nothing replayed.
+    let again = s.calls(&query, &|_| {}).expect("calls again");
+    assert_eq!(again.replayed, 0);
+    assert_eq!(again.calls, found.calls);
+    // A window and a VM filter the same rows.
+    let backup2 = s.vm_by_name("backup2").expect("backup2");
+    let (from, to) = (Pos::time(100_000_000), Pos::time(130_000_000));
+    let window = s
+        .calls(
+            &CallQuery {
+                vms: vec![backup2],
+                from: Some(from),
+                to: Some(to),
+                ..query.clone()
+            },
+            &|_| {},
+        )
+        .expect("window");
+    let filtered: Vec<_> = found
+        .calls
+        .iter()
+        .filter(|c| c.vm == backup2 && c.entry >= from && c.entry < to)
+        .cloned()
+        .collect();
+    assert_eq!(window.calls, filtered);
+    assert_eq!(window.calls.len(), 5, "#9 and the resent #5..#8");
+    // Unknown functions are named, with what looks alike.
+    let err = s
+        .calls(
+            &CallQuery {
+                function: "kv_aply".into(),
+                ..query
+            },
+            &|_| {},
+        )
+        .expect_err("no such function");
+    assert!(err.to_string().contains("did you mean kv_apply"), "{err}");
+}
+
+/// Every change of some physical ranges in a VM, by brute force: per
+/// range, (icount, by a delivery?) of each change.
+fn changes(trace: &Trace, vm: usize, ranges: &[(u64, u64)]) -> Vec<Vec<(u64, bool)>> {
+    let read = |m: &Machine, &(pa, len): &(u64, u64)| {
+        let mut b = vec![0u8; len as usize];
+        m.read_phys(pa, &mut b);
+        b
+    };
+    let mut last: Vec<Vec<u8>> = Vec::new();
+    let mut out: Vec<Vec<(u64, bool)>> = vec![Vec::new(); ranges.len()];
+    brute_force(trace, vm, |m, seen| {
+        if last.is_empty() {
+            last = ranges.iter().map(|r| read(m, r)).collect();
+        }
+        let (at, delivery) = match seen {
+            Seen::Before => return,
+            Seen::Delivered => (m.icount(), true),
+            Seen::After(c) => (c, false),
+        };
+        for (i, r) in ranges.iter().enumerate() {
+            let now = read(m, r);
+            if now != last[i] {
+                out[i].push((at, delivery));
+                last[i] = now;
+            }
+        }
+    });
+    out
+}
+
+/// The last change before position `at` (steps before it, deliveries at or before it).
+fn last_change(changes: &[(u64, bool)], at: u64) -> Option<(u64, bool)> {
+    changes
+        .iter()
+        .rev()
+        .find(|(c, delivery)| if *delivery { *c <= at } else { *c < at })
+        .copied()
+}
+
+#[test]
+fn origin_of_the_stale_value_crosses_from_backup2_to_primary() {
+    let mut s = Session::open(trace()).expect("open");
+    let t = Trace::open(trace(), false).expect("trace");
+    let backup2 = s.vm_by_name("backup2").expect("backup2");
+    let primary = s.vm_by_name("primary").expect("primary");
+    let store3 = common::kvstore_symbol("store") + 3 * 4;
+    s.goto(backup2, s.end_icount(backup2)).expect("end");
+    let target = OriginTarget::Memory { addr: store3, len: 4 };
+    let o = s.origin(backup2, target.clone(), &|_| {}).expect("origin");
+    assert_eq!(o.value, "0x1f");
+    // The shape: kv_apply's store, ..., the card writing frame #N from
+    // primary into a receive buffer, primary's card reading it from a
+    // transmit buffer, the instruction that wrote it there, ...
+    assert_eq!(o.links[0].function.as_deref(), Some("kv_apply+0x1a"));
+    assert_eq!(o.links[0].line.as_deref(), Some("kvstore.c:369"));
+    let r = o
+        .links
+        .iter()
+        .position(|l| matches!(l.kind, LinkKind::Received { .. }))
+        .expect("a received link");
+    let LinkKind::Received { frame, from_vm } = o.links[r].kind else {
+        unreachable!()
+    };
+    assert_eq!(from_vm, primary);
+    let sent = &o.links[r + 1];
+    assert!(matches!(sent.kind, LinkKind::Sent { frame: f, to_vm } if f == frame && to_vm == backup2));
+    assert_eq!(sent.pos.vm, primary);
+    let tx_writer = &o.links[r + 2];
+    assert_eq!(tx_writer.pos.vm, primary);
+    assert!(tx_writer
+        .function
+        .as_deref()
+        .is_some_and(|f| f.starts_with("memcpy")));
+    assert!(o.links[r + 2..].iter().all(|l| l.pos.vm == primary));
+    assert!(matches!(o.end, OriginEnd::Initial(_)), "{:?}", o.end);
+
+    // The frame's row: sent by primary at the Sent link's position,
+    // received by backup2 at the Received link's, carrying 31 there.
+    let rows = t.index().frame_receipts_of_send(frame).expect("frame rows");
+    let row = rows.iter().find(|f| f.dst == backup2).expect("row to backup2");
+    assert_eq!((row.src, row.sent_icount), (primary, sent.pos.icount));
+    assert_eq!(row.recv_icount, Some(o.links[r].pos.icount));
+    let Place::Frame { offset, len, .. } = sent.place else {
+        panic!("{:?}", sent.place)
+    };
+    let recv = row.recv_icount.expect("received");
+    let payload = t
+        .inputs(backup2 as usize)
+        .iter()
+        .find(|i| i.icount == recv)
+        .map(|i| i.frame.clone())
+        .expect("the frame among backup2's inputs");
+    assert_eq!(
+        &payload[offset as usize..(offset + len) as usize],
+        &31u32.to_le_bytes()[..len as usize]
+    );
+
+    // Each memory link against brute force: the last change of those
+    // bytes before the position the previous link read them at.
+    let check = |vm: VmId, links: Vec<(usize, u64)>| {
+        let ranges: Vec<(u64, u64)> = links
+            .iter()
+            .map(|&(i, _)| match o.links[i].place {
+                Place::Memory { pa, len, .. } => (pa, len),
+                ref p => panic!("{p:?}"),
+            })
+            .collect();
+        let seen = changes(&t, vm as usize, &ranges);
+        for (k, &(i, before)) in links.iter().enumerate() {
+            let want = last_change(&seen[k], before).expect("a change");
+            let link = &o.links[i];
+            let delivery = matches!(link.kind, LinkKind::Received { .. });
+            assert_eq!((link.pos.icount, delivery), want, "link {i}: {link:?}");
+        }
+    };
+    let memory_links = |vm: VmId| -> Vec<(usize, u64)> {
+        (0..o.links.len())
+            .filter(|&i| o.links[i].pos.vm == vm && matches!(o.links[i].place, Place::Memory { .. }))
+            .map(|i| {
+                (
+                    i,
+                    if i == 0 {
+                        o.start.icount
+                    } else {
+                        o.links[i - 1].pos.icount
+                    },
+                )
+            })
+            .collect()
+    };
+    let b2 = memory_links(backup2);
+    assert!(
+        b2.len() >= 3,
+        "store, the copy out of the receive buffer, the buffer: {b2:?}"
+    );
+    check(backup2, b2);
+    check(primary, memory_links(primary));
+
+    // Independently of the card's log: primary's transmit buffer is where
+    // the frame lies in its memory at the send; the last change of the
+    // value's bytes there is the instruction the chain names.
+    let mut tx = None;
+    brute_force(&t, primary as usize, |m, seen| {
+        if tx.is_some() || !matches!(seen, Seen::Before) || m.icount() != sent.pos.icount {
+            return;
+        }
+        let mut ram = vec![0u8; 8 << 20];
+        m.read_phys(0, &mut ram);
+        // The copy a transmit descriptor points at (header first): its
+        // address and length as a `virtq_desc` somewhere in memory.
+        let copies = ram
+            .windows(payload.len())
+            .enumerate()
+            .filter(|(_, w)| *w == &payload[..]);
+        let described: Vec<u64> = copies
+            .map(|(p, _)| p as u64)
+            .filter(|&p| {
+                let mut desc = (p - 12).to_le_bytes().to_vec();
+                desc.extend((payload.len() as u32 + 12).to_le_bytes());
+                ram.chunks(16).any(|c| c.starts_with(&desc))
+            })
+            .collect();
+        assert_eq!(
+            described.len(),
+            1,
+            "one transmit buffer holds the frame: {described:x?}"
+        );
+        tx = described.first().copied();
+    });
+    let tx = tx.expect("the frame in primary's memory at the send");
+    let seen = changes(&t, primary as usize, &[(tx + offset, len)]);
+    assert_eq!(
+        last_change(&seen[0], sent.pos.icount),
+        Some((tx_writer.pos.icount, false)),
+        "the write into the transmit buffer"
+    );
+
+    // Asked again: read back from the cache, the same chain.
+    let again = s.origin(backup2, target, &|_| {}).expect("again");
+    assert_eq!(again, o);
+}
+
+#[test]
+fn coverage_names_the_code_stepping_runs() {
+    let mut s = Session::open(trace()).expect("open");
+    let t = Trace::open(trace(), false).expect("trace");
+    let backup2 = s.vm_by_name("backup2").expect("backup2");
+    let (from, to) = (Pos::time(100_000_000), Pos::time(150_000_000));
+    let cov = s
+        .coverage(&[backup2], Some(from), Some(to), &|_| {})
+        .expect("coverage");
+    let images = s.images();
+    let program = images.program(&t, backup2 as usize);
+    let mut want: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    brute_force(&t, backup2 as usize, |m, seen| {
+        if !matches!(seen, Seen::Before) || m.is_halted() {
+            return;
+        }
+        let pos = Pos::new(backup2, m.icount(), m.vtime_ns());
+        if pos >= from && pos < to {
+            let rip = m.regs().rip;
+            let name = program
+                .symbols()
+                .containing(rip)
+                .map(|(s, _)| s.name.clone())
+                .unwrap_or("?".into());
+            want.entry(name).or_default().insert(rip);
+        }
+    });
+    let got: BTreeMap<String, usize> = cov
+        .rows
+        .iter()
+        .map(|r| (r.function.clone(), r.addrs_run))
+        .collect();
+    let want: BTreeMap<String, usize> = want.into_iter().map(|(k, v)| (k, v.len())).collect();
+    assert_eq!(got, want);
+    assert!(got.contains_key("kv_apply") && got.contains_key("ask_resend"));
+    let kv = cov
+        .rows
+        .iter()
+        .find(|r| r.function == "kv_apply")
+        .expect("kv_apply");
+    assert!(kv.lines.contains(&("kvstore.c".to_string(), 369)));
+    // Again: from the cache.
+    let again = s
+        .coverage(&[backup2], Some(from), Some(to), &|_| {})
+        .expect("again");
+    assert_eq!((again.rows, again.replayed), (cov.rows, 0));
+}
+
+#[test]
+fn a_call_tree_nests_what_kv_apply_calls() {
+    let mut s = Session::open(trace()).expect("open");
+    let backup2 = s.vm_by_name("backup2").expect("backup2");
+    let calls = s
+        .calls(
+            &CallQuery {
+                function: "kv_apply".into(),
+                vms: vec![backup2],
+                from: None,
+                to: None,
+            },
+            &|_| {},
+        )
+        .expect("calls");
+    let c = &calls.calls[0];
+    let ret = c.ret.expect("returns");
+    let tree = s
+        .call_tree(backup2, c.entry.icount, ret.icount, &|_| {})
+        .expect("tree");
+    let top: Vec<&str> = tree
+        .iter()
+        .filter(|n| n.depth == 0)
+        .map(|n| n.function.as_str())
+        .collect();
+    assert_eq!(top, ["marker", "vprintf"]);
+    for n in &tree {
+        let r = n.ret.expect("every callee returns inside kv_apply");
+        assert!(n.entry < r && r <= ret, "{n:?}");
+    }
+    assert!(tree.iter().any(|n| n.depth == 1 && n.function == "serial_putc"));
+}
