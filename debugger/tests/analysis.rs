@@ -451,3 +451,139 @@ fn a_call_tree_nests_what_kv_apply_calls() {
     }
     assert!(tree.iter().any(|n| n.depth == 1 && n.function == "serial_putc"));
 }
+
+/// `guests/originprobe` in one VM (mode=0), recorded once per test binary.
+fn originprobe_trace() -> &'static Path {
+    static TRACE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    TRACE.get_or_init(|| {
+        use std::sync::atomic::AtomicBool;
+        use vmrr_debugger::cluster::ClusterConfig;
+        use vmrr_debugger::trace::record::{record, RecordOptions};
+        let image = vmrr_guests::image("originprobe");
+        let dir = std::env::temp_dir().join(format!("vmrr-dbg-analysis-{}-probe", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let vm = vmrr_backend::VmConfig {
+            cmdline: "mode=0".into(),
+            ..Default::default()
+        };
+        let config = ClusterConfig::single(&image, vm).expect("config");
+        // Small slices, so that the chain crosses several.
+        let options = RecordOptions {
+            checkpoint_every: 1000,
+            ..RecordOptions::default()
+        };
+        record(&config, &dir, &options, &AtomicBool::new(false), &mut |_| {}).expect("record");
+        dir
+    })
+}
+
+#[test]
+fn origin_within_one_vm_follows_locals_a_call_and_rep_movsb() {
+    let dir = originprobe_trace();
+    let mut s = Session::open(dir).expect("open");
+    let t = Trace::open(dir, false).expect("trace");
+    let symbols =
+        vmrr_debugger::symbols::SymbolTable::load(&vmrr_guests::image("originprobe")).expect("symbols");
+    let sym = |n: &str| symbols.by_name(n).map(|s| s.addr).expect(n);
+    s.goto(0, s.end_icount(0)).expect("end");
+    let o = s
+        .origin(
+            0,
+            OriginTarget::Memory {
+                addr: sym("result"),
+                len: 4,
+            },
+            &|_| {},
+        )
+        .expect("origin");
+    assert_eq!(o.value, "0x5eed1235");
+    let names: Vec<&str> = o.links.iter().filter_map(|l| l.function.as_deref()).collect();
+    // result = box_b.v + 1 (a transform), box_b filled by memcpy's rep
+    // movsb from box_a, box_a.v from l3, l3 by hop() from l2, l2 from l1,
+    // l1 from seed: the image's data.
+    assert!(
+        o.links.iter().any(|l| l.flow.starts_with("transform")),
+        "{:?}",
+        o.links
+    );
+    assert!(names.iter().any(|n| n.starts_with("memcpy")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("hop")), "{names:?}");
+    let OriginEnd::Initial(why) = &o.end else {
+        panic!("{:?}", o.end)
+    };
+    assert!(why.contains("seed"), "{why}");
+    let rep = o
+        .links
+        .iter()
+        .find(|l| l.what.contains("movsb"))
+        .expect("rep movsb");
+    assert!(matches!(rep.place, Place::Memory { va: Some(v), .. } if v == sym("box_b") + 8));
+    // Every memory link where stepping sees the bytes last change before
+    // the position the next link read them at.
+    let links: Vec<(usize, u64)> = (0..o.links.len())
+        .filter(|&i| matches!(o.links[i].place, Place::Memory { .. }))
+        .map(|i| {
+            (
+                i,
+                if i == 0 {
+                    o.start.icount
+                } else {
+                    o.links[i - 1].pos.icount
+                },
+            )
+        })
+        .collect();
+    assert!(links.len() >= 5, "result, box_b, box_a, l3, l2, l1: {links:?}");
+    let ranges: Vec<(u64, u64)> = links
+        .iter()
+        .map(|&(i, _)| match o.links[i].place {
+            Place::Memory { pa, len, .. } => (pa, len),
+            _ => unreachable!(),
+        })
+        .collect();
+    let seen = changes(&t, 0, &ranges);
+    for (k, &(i, before)) in links.iter().enumerate() {
+        assert_eq!(
+            last_change(&seen[k], before),
+            Some((o.links[i].pos.icount, false)),
+            "link {i}: {:?}",
+            o.links[i]
+        );
+    }
+    // Two sources: the chain stops and names them.
+    let mixed = s
+        .origin(
+            0,
+            OriginTarget::Memory {
+                addr: sym("mixed"),
+                len: 4,
+            },
+            &|_| {},
+        )
+        .expect("origin of mixed");
+    let OriginEnd::Mix { sources, .. } = &mixed.end else {
+        panic!("{:?}", mixed.end)
+    };
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    // A register: the origin of what the last instruction left in RAX.
+    let rax = s
+        .origin(0, OriginTarget::Register("eax".into()), &|_| {})
+        .expect("eax");
+    assert!(!rax.links.is_empty());
+    // Bad requests are named.
+    let err = s
+        .origin(0, OriginTarget::Register("xmm0".into()), &|_| {})
+        .expect_err("not a register");
+    assert!(err.to_string().contains("not a general register"), "{err}");
+    let err = s
+        .origin(
+            0,
+            OriginTarget::Memory {
+                addr: 0xdead_0000_0000,
+                len: 4,
+            },
+            &|_| {},
+        )
+        .expect_err("not mapped");
+    assert!(err.to_string().contains("not mapped"), "{err}");
+}

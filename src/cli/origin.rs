@@ -111,8 +111,8 @@ fn print(session: &Session, o: &Origin, label: &str, all: bool) {
         );
         let value = l.value.as_deref().map(|v| format!(" = {v}")).unwrap_or_default();
         match l.kind {
-            LinkKind::Write => outln!("       {}: {} <- {}{value} ({})", l.what, l.dest, l.from, l.flow),
-            _ => outln!("       {}: {} <- {}{value}", l.what, l.dest, l.from),
+            LinkKind::Write => outln!("       {}: {}{value} <- {} ({})", l.what, l.dest, l.from, l.flow),
+            _ => outln!("       {}: {}{value} <- {}", l.what, l.dest, l.from),
         }
     }
     outln!("  end: {}", o.end);
