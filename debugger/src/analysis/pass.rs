@@ -190,9 +190,8 @@ pub fn run_jobs(
     if let Some(e) = failure.into_inner().unwrap_or(None) {
         return Err(e);
     }
-    if opts.cancelled() {
-        return Err(AnalysisError::Cancelled);
-    }
+    // Every job done is an answer, even if the flag came late; a job
+    // missing was stopped by it.
     results
         .into_iter()
         .map(|r| r.into_inner().ok().flatten().ok_or(AnalysisError::Cancelled))
