@@ -9,9 +9,8 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
 use super::CliError;
-use vmrr_debugger::analysis::{AnalysisError, CallQuery, CallTreeNode};
+use vmrr_debugger::analysis::{text, AnalysisError, CallQuery, CallTreeNode};
 use vmrr_debugger::session::{Moment, Pos, Session, SessionError, VmId};
-use vmrr_debugger::vtime::format_ms;
 
 /// Prints a line on stdout; a closed pipe (`| head`) ends the output
 /// quietly instead of panicking.
@@ -142,11 +141,6 @@ pub(super) fn window(
     Ok((from, to))
 }
 
-/// `VM:ICOUNT`, how a position is named for `--at` and the TUI's `g`.
-pub(super) fn place(session: &Session, pos: Pos) -> String {
-    format!("{}:{}", session.vm_name(pos.vm), pos.icount)
-}
-
 /// Prints every call.
 pub fn run(args: &CallsArgs) -> Result<ExitCode, CliError> {
     let mut session = open_session(&args.trace, args.jobs)?;
@@ -179,18 +173,7 @@ pub fn run(args: &CallsArgs) -> Result<ExitCode, CliError> {
             let entry = p.symbols().by_name(function)?.addr;
             p.signature(entry)
         });
-    let header = match &signature {
-        Some(sig) => {
-            let params: Vec<String> = sig
-                .params
-                .iter()
-                .map(|p| format!("{} {}", p.ty.name, p.name))
-                .collect();
-            let ret = sig.returns.as_ref().map(|t| t.name.as_str()).unwrap_or("void");
-            format!("{ret} {}({})", sig.name, params.join(", "))
-        }
-        None => format!("{function} (no DWARF: arguments are rdi rsi rdx rcx r8 r9)"),
-    };
+    let header = text::signature(function, signature.as_ref());
     outln!(
         "{header}: {} call{} (replayed {} of {} slices)",
         calls.calls.len(),
@@ -201,44 +184,10 @@ pub fn run(args: &CallsArgs) -> Result<ExitCode, CliError> {
     if calls.calls.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    outln!(
-        "{:<12} {:>10} {:>18}  {:<40} {:>10} {:>18}  value",
-        "vm",
-        "entry",
-        "time",
-        "arguments",
-        "return",
-        "time"
-    );
+    outln!("{}", text::calls_header());
+    let names = vm_names(&session);
     for c in &calls.calls {
-        let args: Vec<String> = c
-            .args
-            .iter()
-            .map(|a| format!("{} = {}", a.name, a.text))
-            .collect();
-        let nested = if c.depth > 0 {
-            format!("[depth {}] ", c.depth)
-        } else {
-            String::new()
-        };
-        let (ret, ret_time, value) = match c.ret {
-            Some(r) => (
-                r.icount.to_string(),
-                format_ms(r.vtime_ns),
-                c.ret_text.clone().unwrap_or_default(),
-            ),
-            None => ("-".into(), "never returned".into(), String::new()),
-        };
-        outln!(
-            "{:<12} {:>10} {:>18}  {:<40} {:>10} {:>18}  {}",
-            session.vm_name(c.vm),
-            c.entry.icount,
-            format_ms(c.entry.vtime_ns),
-            format!("{nested}{}", args.join(", ")),
-            ret,
-            ret_time,
-            value
-        );
+        outln!("{}", text::call_row(&names(c.vm), c));
         if tree {
             let end = c
                 .ret
@@ -257,28 +206,15 @@ pub fn run(args: &CallsArgs) -> Result<ExitCode, CliError> {
 
 /// Prints call-tree nodes from `min` levels deep, down to `max`.
 fn print_tree(session: &Session, nodes: &[CallTreeNode], min: u32, max: u32, indent: &str) {
-    let mut hidden = 0;
-    for n in nodes {
-        if n.depth + min > max {
-            hidden += 1;
-            continue;
-        }
-        let ret = match n.ret {
-            Some(r) => format!("-> {}", r.icount),
-            None => "(not returned in the window)".into(),
-        };
-        outln!(
-            "{indent}{}{} {}  {} {}",
-            "  ".repeat(n.depth as usize),
-            n.function,
-            place(session, n.entry),
-            format_ms(n.entry.vtime_ns),
-            ret
-        );
+    for line in text::tree_lines(nodes, min, max, indent, &vm_names(session)) {
+        outln!("{line}");
     }
-    if hidden > 0 {
-        outln!("{indent}({hidden} deeper calls hidden: --depth shows more)");
-    }
+}
+
+/// VM names by id, for the text of the answers.
+pub(super) fn vm_names(session: &Session) -> impl Fn(VmId) -> String {
+    let names: Vec<String> = session.vm_ids().map(|v| session.vm_name(v).to_string()).collect();
+    move |vm: VmId| names.get(vm as usize).cloned().unwrap_or_else(|| "?".into())
 }
 
 /// `--tree` without a function: the call tree of a window of one VM.

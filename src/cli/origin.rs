@@ -5,12 +5,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::calls::{open_session, outln, place, progress, progress_done, report};
+use super::calls::{open_session, outln, progress, progress_done, report, vm_names};
 use super::CliError;
-use vmrr_debugger::analysis::{LinkKind, Origin, OriginTarget};
+use vmrr_debugger::analysis::{text, Origin, OriginTarget};
 use vmrr_debugger::dwarf::{parse_watch, WatchExpr};
 use vmrr_debugger::session::{Moment, Session, VmId};
-use vmrr_debugger::vtime::format_ms;
 
 /// Arguments of `vmrr origin`.
 #[derive(Debug, clap::Args)]
@@ -83,43 +82,7 @@ pub fn run(args: &OriginArgs) -> Result<ExitCode, CliError> {
 
 /// Prints the chain, newest link first.
 fn print(session: &Session, o: &Origin, label: &str, all: bool) {
-    outln!(
-        "origin of {label}: {} at {} ({}) = {}",
-        o.target,
-        place(session, o.start),
-        format_ms(o.start.vtime_ns),
-        o.value
-    );
-    let mut hidden = 0;
-    let mut n = 0;
-    for l in &o.links {
-        if l.trivial && !all {
-            hidden += 1;
-            continue;
-        }
-        n += 1;
-        let at = match (&l.function, &l.line) {
-            (Some(f), Some(line)) => format!("{f} ({line})"),
-            (Some(f), None) => f.clone(),
-            (None, _) if matches!(l.kind, LinkKind::Received { .. }) => "virtio-net (receive)".into(),
-            (None, _) => l.rip.map(|r| format!("{r:#x}")).unwrap_or_default(),
-        };
-        outln!(
-            "{n:>3}. {:<18} {:>18}  {at}",
-            place(session, l.pos),
-            format_ms(l.pos.vtime_ns)
-        );
-        let value = l.value.as_deref().map(|v| format!(" = {v}")).unwrap_or_default();
-        match l.kind {
-            LinkKind::Write => outln!("       {}: {}{value} <- {} ({})", l.what, l.dest, l.from, l.flow),
-            _ => outln!("       {}: {}{value} <- {}", l.what, l.dest, l.from),
-        }
-    }
-    outln!("  end: {}", o.end);
-    if hidden > 0 {
-        outln!(
-            "  ({hidden} link{} through registers or the stack hidden: --all shows them)",
-            if hidden == 1 { "" } else { "s" }
-        );
+    for line in text::origin_lines(o, label, all, &vm_names(session)) {
+        outln!("{line}");
     }
 }

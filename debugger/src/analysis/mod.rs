@@ -14,6 +14,7 @@
 //!   through the frame that carried it, to a constant, an input or a
 //!   computation that mixes several sources.
 //! * [`coverage`] — which functions and source lines ran, per VM, in a window.
+//! * [`text`] — how the answers read (the command line, gdb's monitor).
 //!
 //! Results are cached in the trace's index as `analysis_*` tables
 //! ([`cache`], documented in `index/SCHEMA.md`), so `vmrr sql`, the TUI and
@@ -31,6 +32,7 @@ mod loc;
 pub mod origin;
 pub mod pass;
 mod steps;
+pub mod text;
 pub mod tree;
 
 use std::path::PathBuf;
