@@ -89,6 +89,18 @@ struct Motion {
     distance: u64,
 }
 
+impl Motion {
+    /// Says how it went at once (a later failure must not lose it).
+    fn reported(self) -> Motion {
+        let (p50, p95) = p50_p95(&self.samples);
+        eprintln!(
+            "motion benchmark: {}: {} steps, p50 {p50:.0} ms, p95 {p95:.0} ms",
+            self.name, self.distance
+        );
+        self
+    }
+}
+
 fn main() {
     let image = vmrr_guests::image("motion");
     let symbols = SymbolTable::load(&image).unwrap_or_else(|e| fail(e));
@@ -140,11 +152,14 @@ fn main() {
             samples.push(t);
         }
         s.remove_breakpoint(b);
-        motions.push(Motion {
-            name,
-            samples,
-            distance,
-        });
+        motions.push(
+            Motion {
+                name,
+                samples,
+                distance,
+            }
+            .reported(),
+        );
     };
     // Positions: the first tock, and the end.
     let first_tock = {
@@ -159,7 +174,8 @@ fn main() {
         s.remove_breakpoint(bp(sym("tock")));
         h.pos.icount
     };
-    let mid_tock = end / 2 + 7_000;
+    // Three eighths in: between tocks, away from the long call in the middle.
+    let mid_tock = end * 3 / 8 + 7_000;
     cont(
         &mut s,
         "continue, near (next tock)",
@@ -238,11 +254,14 @@ fn main() {
         samples.push(t);
     }
     s.remove_watchpoint(wp);
-    motions.push(Motion {
-        name: "watch + reverse-continue to the last write (rare)",
-        samples,
-        distance,
-    });
+    motions.push(
+        Motion {
+            name: "watch + reverse-continue to the last write (rare)",
+            samples,
+            distance,
+        }
+        .reported(),
+    );
 
     // finish out of long_call, from its entry; next over medium_call, from the call.
     let entry_of = |s: &mut Session, f: &str| {
@@ -278,16 +297,22 @@ fn main() {
         next_len = p.icount - medium_call_site;
         next.push(t);
     }
-    motions.push(Motion {
-        name: "finish out of long_call",
-        samples: finish,
-        distance: finish_len,
-    });
-    motions.push(Motion {
-        name: "next over the call of medium_call",
-        samples: next,
-        distance: next_len,
-    });
+    motions.push(
+        Motion {
+            name: "finish out of long_call",
+            samples: finish,
+            distance: finish_len,
+        }
+        .reported(),
+    );
+    motions.push(
+        Motion {
+            name: "next over the call of medium_call",
+            samples: next,
+            distance: next_len,
+        }
+        .reported(),
+    );
 
     // The kvstore demo: reverse-continue to the last kv_apply of backup2 from
     // its end, and continue to the next from the start of the trace.
@@ -327,11 +352,14 @@ fn main() {
                 distance = h.pos.icount.abs_diff(from);
                 samples.push(t);
             }
-            motions.push(Motion {
-                name,
-                samples,
-                distance,
-            });
+            motions.push(
+                Motion {
+                    name,
+                    samples,
+                    distance,
+                }
+                .reported(),
+            );
         };
     kv_motion(
         &mut ks,
@@ -384,7 +412,7 @@ fn main() {
     let index_bytes: i64 = {
         let index = trace.index();
         let (_, rows) = index
-            .query_read_only("SELECT sum(length(addrs) + length(lines) + length(pages)) FROM exec_slices")
+            .query_read_only("SELECT sum(length(addrs) + length(words) + length(pages)) FROM exec_slices")
             .unwrap_or_else(|e| fail(e));
         match rows.first().and_then(|r| r.first()) {
             Some(vmrr_index::SqlValue::Integer(n)) => *n,

@@ -11,7 +11,10 @@ fn main() -> ExitCode {
     match cli::dispatch(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vmrr: error: {}", e.text);
+            // Messages quote names and file contents: control characters in
+            // them are shown (·), never sent to the terminal raw.
+            let text: Vec<String> = e.text.lines().map(vmrr_debugger::describe::printable).collect();
+            eprintln!("vmrr: error: {}", text.join("\n"));
             ExitCode::from(e.exit)
         }
     }

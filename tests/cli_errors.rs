@@ -76,9 +76,9 @@ fn directory_instead_of_image() {
     expect_bad_input(
         &out,
         &[
-            "cannot read guest image",
+            "cannot use guest image",
             &dir.path().display().to_string(),
-            "Is a directory",
+            "is a directory, not a regular file",
         ],
     );
 }

@@ -1,7 +1,7 @@
 //! PVH boot: checks an ELF64 kernel, loads it with linux-loader, writes
 //! `hvm_start_info` (memory map, command line) and gives the 32-bit entry state.
 
-use std::fs::File;
+use std::io::Cursor;
 use std::path::Path;
 
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
@@ -74,6 +74,153 @@ struct Phdr {
     memsz: u64,
 }
 
+/// Bytes of one ELF64 program header.
+const PHDR_BYTES: u64 = 56;
+
+/// One `PT_LOAD` segment: consistent sizes, inside the file, above the boot
+/// area and inside guest memory.
+fn check_segment(path: &Path, image: &[u8], p: &Phdr, mem_bytes: u64) -> Result<()> {
+    if p.filesz > p.memsz {
+        return Err(bad(
+            path,
+            format!(
+                "segment at {:#x} has more bytes in the file (p_filesz {:#x}) than in memory (p_memsz {:#x}): \
+                 its program header is inconsistent",
+                p.paddr, p.filesz, p.memsz
+            ),
+        ));
+    }
+    if p.offset
+        .checked_add(p.filesz)
+        .is_none_or(|e| e > image.len() as u64)
+    {
+        return Err(bad(
+            path,
+            format!(
+                "segment at {:#x} claims {} file bytes past the end of the file (truncated?)",
+                p.paddr, p.filesz
+            ),
+        ));
+    }
+    if p.memsz == 0 {
+        return Ok(());
+    }
+    let end = p.paddr.saturating_add(p.memsz);
+    if p.paddr < KERNEL_MIN_ADDR {
+        return Err(bad(
+            path,
+            format!(
+                "segment at physical {:#x} overlaps the boot area below 1 MiB",
+                p.paddr
+            ),
+        ));
+    }
+    if end > mem_bytes {
+        return Err(VmError::BadImage {
+            path: path.to_path_buf(),
+            problem: format!(
+                "segment [{:#x}, {:#x}) lies outside guest memory ({} MiB)",
+                p.paddr,
+                end,
+                mem_bytes >> 20
+            ),
+            fix: "give the VM more memory (--mem) or link the kernel lower",
+        });
+    }
+    Ok(())
+}
+
+/// No two loaded segments share an address: the later one would silently
+/// overwrite the earlier.
+fn check_overlaps(path: &Path, loads: &[&Phdr]) -> Result<()> {
+    let mut spans: Vec<(u64, u64)> = loads
+        .iter()
+        .filter(|p| p.memsz > 0)
+        .map(|p| (p.paddr, p.paddr.saturating_add(p.memsz)))
+        .collect();
+    spans.sort_unstable();
+    // Sorted by start, two spans overlap only if some neighbours do.
+    for pair in spans.windows(2) {
+        let ((a, a_end), (b, b_end)) = (pair[0], pair[1]);
+        if b < a_end {
+            return Err(bad(
+                path,
+                format!("segments [{a:#x}, {a_end:#x}) and [{b:#x}, {b_end:#x}) overlap"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every `PT_NOTE` can be walked note by note inside the file, as
+/// linux-loader walks it (it fails on a header it cannot read, even in a
+/// note segment that holds no PVH note).
+fn check_notes(path: &Path, image: &[u8], phdrs: &[Phdr]) -> Result<()> {
+    let len = image.len() as u64;
+    let past_end = |at: u64| {
+        bad(
+            path,
+            format!("an ELF note at file offset {at:#x} lies past the end of the file (truncated?)"),
+        )
+    };
+    for p in phdrs.iter().filter(|p| p.kind == PT_NOTE) {
+        let mut read = 0u64;
+        while read < p.filesz {
+            let at = p.offset.saturating_add(read);
+            if at.saturating_add(12) > len {
+                return Err(past_end(at));
+            }
+            let o = at as usize;
+            let (namesz, descsz) = (u64::from(u32_at(image, o)), u64::from(u32_at(image, o + 4)));
+            if u32_at(image, o + 8) == XEN_ELFNOTE_PHYS32_ENTRY && namesz == 4 {
+                if at + 16 > len {
+                    return Err(past_end(at));
+                }
+                if &image[o + 12..o + 16] == b"Xen\0" {
+                    if descsz < 4 {
+                        return Err(bad(
+                            path,
+                            format!("PVH note has a {descsz}-byte entry; expected 4 or 8"),
+                        ));
+                    }
+                    if at + 20 > len {
+                        return Err(past_end(at));
+                    }
+                    break;
+                }
+            }
+            // Both sizes are u32: the sum cannot overflow a u64.
+            read += 12 + namesz.div_ceil(4) * 4 + descsz.div_ceil(4) * 4;
+        }
+    }
+    Ok(())
+}
+
+/// The PVH entry lies in bytes loaded from the file: anywhere else the
+/// guest would run zeros (and the engine would blame the host for them).
+fn check_entry(path: &Path, entry: u64, loads: &[&Phdr]) -> Result<()> {
+    let within = |p: &Phdr, len: u64| entry >= p.paddr && entry - p.paddr < len;
+    if loads.iter().any(|p| within(p, p.filesz)) {
+        return Ok(());
+    }
+    let problem = if let Some(p) = loads.iter().find(|p| within(p, p.memsz)) {
+        format!(
+            "PVH entry {entry:#x} lies in the zero-filled part (.bss) of the segment at {:#x}, \
+             where no code is loaded",
+            p.paddr
+        )
+    } else if let Some(p) = loads.iter().find(|p| p.paddr == entry && p.memsz == 0) {
+        format!(
+            "PVH entry {entry:#x} is in the segment at {:#x}, whose size in memory (p_memsz) is 0: \
+             nothing is loaded there",
+            p.paddr
+        )
+    } else {
+        format!("PVH entry {entry:#x} lies outside every loaded segment: the guest would run no code of the image")
+    };
+    Err(bad(path, problem))
+}
+
 /// Checks the ELF headers against guest memory and finds the PVH entry.
 /// Every failure names what is wrong, so the user need not run `readelf`.
 pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
@@ -109,8 +256,19 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
     let phoff = u64_at(image, 32);
     let phentsize = u16_at(image, 54) as u64;
     let phnum = u16_at(image, 56) as u64;
-    if phentsize < 56 {
-        return Err(bad(path, format!("program header size {phentsize} is too small")));
+    // linux-loader reads the table as packed 56-byte entries whatever the
+    // header says: any other size would load something not checked here.
+    if phentsize != PHDR_BYTES {
+        return Err(bad(
+            path,
+            format!("program header size {phentsize} is not the ELF64 size ({PHDR_BYTES})"),
+        ));
+    }
+    if phoff < 64 {
+        return Err(bad(
+            path,
+            format!("its program header table (e_phoff {phoff:#x}) overlaps the 64-byte ELF header"),
+        ));
     }
     let table_end = phoff.checked_add(phentsize.saturating_mul(phnum));
     if phnum == 0 || table_end.is_none_or(|end| end > image.len() as u64) {
@@ -130,48 +288,24 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
             memsz: u64_at(image, o + 40),
         });
     }
-    let mut loads = 0;
-    for p in phdrs.iter().filter(|p| p.kind == PT_LOAD && p.memsz > 0) {
-        loads += 1;
-        let end = p.paddr.saturating_add(p.memsz);
-        if p.paddr < KERNEL_MIN_ADDR {
-            return Err(bad(
-                path,
-                format!(
-                    "segment at physical {:#x} overlaps the boot area below 1 MiB",
-                    p.paddr
-                ),
-            ));
-        }
-        if end > mem_bytes {
-            return Err(VmError::BadImage {
-                path: path.to_path_buf(),
-                problem: format!(
-                    "segment [{:#x}, {:#x}) lies outside guest memory ({} MiB)",
-                    p.paddr,
-                    end,
-                    mem_bytes >> 20
-                ),
-                fix: "give the VM more memory (--mem) or link the kernel lower",
-            });
-        }
-        if p.offset
-            .checked_add(p.filesz)
-            .is_none_or(|e| e > image.len() as u64)
-            || p.filesz > p.memsz
-        {
-            return Err(bad(
-                path,
-                format!(
-                    "segment at {:#x} claims {} file bytes past the end of the file (truncated?)",
-                    p.paddr, p.filesz
-                ),
-            ));
-        }
+    let loads: Vec<&Phdr> = phdrs.iter().filter(|p| p.kind == PT_LOAD).collect();
+    for p in &loads {
+        check_segment(path, image, p, mem_bytes)?;
     }
-    if loads == 0 {
+    if !loads.iter().any(|p| p.memsz > 0) {
         return Err(bad(path, "has no loadable segment"));
     }
+    check_overlaps(path, &loads)?;
+    // Not the entry vmrr uses (that is the PVH note's), but linux-loader
+    // refuses an image whose ELF entry lies below the kernel area.
+    let e_entry = u64_at(image, 24);
+    if e_entry < KERNEL_MIN_ADDR {
+        return Err(bad(
+            path,
+            format!("its ELF entry point (e_entry {e_entry:#x}) lies below 1 MiB, in the boot area"),
+        ));
+    }
+    check_notes(path, image, &phdrs)?;
     // Every PT_NOTE is searched: linux-loader keeps only the last one.
     for p in phdrs.iter().filter(|p| p.kind == PT_NOTE) {
         let start = p.offset as usize;
@@ -204,6 +338,7 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
                         format!("PVH entry {entry:#x} is outside guest memory or not 32-bit"),
                     ));
                 }
+                check_entry(path, entry, &loads)?;
                 return Ok(entry);
             }
             o = next;
@@ -212,24 +347,44 @@ pub fn inspect(path: &Path, image: &[u8], mem_bytes: u64) -> Result<u64> {
     Err(bad(path, "has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)"))
 }
 
+/// Reads a guest image: a regular file of at most
+/// [`MAX_IMAGE_BYTES`](crate::input::MAX_IMAGE_BYTES).
+pub fn read_image(path: &Path) -> Result<Vec<u8>> {
+    Ok(crate::input::read_limited(
+        path,
+        "a guest image",
+        crate::input::MAX_IMAGE_BYTES,
+    )?)
+}
+
 /// Loads the kernel, writes the PVH start info and command line.
 pub fn load_kernel(ram: &GuestRam, path: &Path, mem_bytes: u64, cmdline: &str) -> Result<BootInfo> {
-    let image = std::fs::read(path).map_err(|source| VmError::ImageIo {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let entry = inspect(path, &image, mem_bytes)?;
-    let mut file = File::open(path).map_err(|source| VmError::ImageIo {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let loaded = Elf::load(ram, None, &mut file, Some(GuestAddress(KERNEL_MIN_ADDR))).map_err(|source| {
-        VmError::Loader {
-            path: path.to_path_buf(),
-            source,
-            fix: FIX,
-        }
-    })?;
+    let image = read_image(path)?;
+    load_image(ram, path, &image, mem_bytes, cmdline)
+}
+
+/// Checks and loads the bytes of a kernel image (`path` names it in
+/// errors), writes the PVH start info and command line. Bytes from outside:
+/// nothing here may panic.
+pub fn load_image(
+    ram: &GuestRam,
+    path: &Path,
+    image: &[u8],
+    mem_bytes: u64,
+    cmdline: &str,
+) -> Result<BootInfo> {
+    let entry = inspect(path, image, mem_bytes)?;
+    // The loader reads the bytes already checked, not the file again: what
+    // is loaded is what was inspected.
+    let mut cursor = Cursor::new(image);
+    let loaded =
+        Elf::load(ram, None, &mut cursor, Some(GuestAddress(KERNEL_MIN_ADDR))).map_err(|source| {
+            VmError::Loader {
+                path: path.to_path_buf(),
+                source,
+                fix: FIX,
+            }
+        })?;
 
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);
@@ -322,39 +477,5 @@ pub fn entry_state(entry: u64, sregs: &mut kvm_sregs) -> kvm_regs {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn elf_with(class: u8, machine: u16) -> Vec<u8> {
-        let mut b = vec![0u8; 64];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = class;
-        b[5] = 1;
-        b[18..20].copy_from_slice(&machine.to_le_bytes());
-        b
-    }
-
-    #[test]
-    fn rejects_non_elf_and_wrong_class() {
-        let p = Path::new("x.elf");
-        let e = inspect(p, b"hello world", 64 << 20).unwrap_err().to_string();
-        assert!(e.contains("not an ELF file"), "{e}");
-        let e = inspect(p, &elf_with(1, 3), 64 << 20).unwrap_err().to_string();
-        assert!(e.contains("32-bit ELF"), "{e}");
-        let e = inspect(p, &elf_with(2, 40), 64 << 20).unwrap_err().to_string();
-        assert!(e.contains("machine 40"), "{e}");
-        let e = inspect(p, &elf_with(2, 62), 64 << 20).unwrap_err().to_string();
-        assert!(e.contains("program header"), "{e}");
-        let e = inspect(p, &elf_with(1, 3)[..52], 64 << 20)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("32-bit ELF"),
-            "a short ELF32 header is still named ELF32: {e}"
-        );
-        let e = inspect(p, &elf_with(2, 62)[..40], 64 << 20)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("truncated (40 of 64"), "{e}");
-    }
-}
+#[path = "boot_tests.rs"]
+mod tests;

@@ -27,7 +27,17 @@ pub enum VmError {
         /// The image path.
         path: PathBuf,
         /// What the OS said.
+        #[source]
         source: std::io::Error,
+    },
+    /// The guest image is not a regular file vmrr may read: a directory, a
+    /// FIFO, a device, a dangling link, or larger than
+    /// [`crate::input::MAX_IMAGE_BYTES`].
+    #[error("cannot use guest image: {source}. Give the path of an ELF64 kernel file")]
+    ImageInput {
+        /// What the file is instead.
+        #[source]
+        source: crate::input::InputError,
     },
     /// The guest image is not something vmrr can boot.
     #[error("guest image {path}: {problem}. {fix}")]
@@ -103,6 +113,21 @@ pub enum VmError {
     /// A saved state does not fit this VM.
     #[error("cannot restore state: {0}")]
     Restore(String),
+}
+
+impl From<crate::input::InputError> for VmError {
+    /// A missing image keeps the plain "cannot read" message (with its
+    /// advice about building the guests); anything else says what it is.
+    fn from(e: crate::input::InputError) -> VmError {
+        match e {
+            crate::input::InputError::Missing { path } => VmError::ImageIo {
+                path,
+                source: std::io::Error::from_raw_os_error(libc::ENOENT),
+            },
+            crate::input::InputError::Io { path, source } => VmError::ImageIo { path, source },
+            other => VmError::ImageInput { source: other },
+        }
+    }
 }
 
 /// Shorthand for results of this crate.

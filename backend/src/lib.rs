@@ -2,7 +2,7 @@
 //! 8254 PIT, debug-exit and marker ports), the exact single-stepping engine,
 //! and state capture/restore.
 //!
-//! Nothing here knows about other VMs, files or SQL. The entry point is
+//! Nothing here knows about other VMs, traces or SQL. The entry point is
 //! [`Machine`]: build one from an image, [`Machine::run`] it to a limit, take
 //! its [`Event`]s, capture and restore its [`MachineState`].
 
@@ -14,6 +14,7 @@ pub mod devices;
 pub mod error;
 pub mod events;
 pub mod floor;
+pub mod input;
 pub mod machine;
 pub mod memory;
 pub mod quirks;

@@ -121,11 +121,14 @@ pub fn translate(ram: &GuestRam, mode: &PagingMode, va: u64) -> std::result::Res
 }
 
 /// Reads guest-virtual memory into `buf`, page by page. Returns how many bytes
-/// could be read before the first unmapped page.
+/// could be read before the first unmapped page, or the end of the address
+/// space: a read at `0xffff_ffff_ffff_fff8` never goes on at address 0.
 pub fn read_virt(ram: &GuestRam, mode: &PagingMode, va: u64, buf: &mut [u8]) -> usize {
     let mut done = 0;
     while done < buf.len() {
-        let addr = va.wrapping_add(done as u64);
+        let Some(addr) = va.checked_add(done as u64) else {
+            break;
+        };
         let Ok(pa) = translate(ram, mode, addr) else {
             break;
         };
@@ -144,11 +147,14 @@ pub fn read_virt(ram: &GuestRam, mode: &PagingMode, va: u64, buf: &mut [u8]) -> 
 
 /// Writes `data` to guest-virtual memory at `va`, page by page, through the
 /// guest's page tables. Returns how many bytes were written before the first
-/// unmapped page. The RAM bitmap records the pages, as for any VMM write.
+/// unmapped page (or the end of the address space, as for reads). The RAM
+/// bitmap records the pages, as for any VMM write.
 pub fn write_virt(ram: &GuestRam, mode: &PagingMode, va: u64, data: &[u8]) -> usize {
     let mut done = 0;
     while done < data.len() {
-        let addr = va.wrapping_add(done as u64);
+        let Some(addr) = va.checked_add(done as u64) else {
+            break;
+        };
         let Ok(pa) = translate(ram, mode, addr) else {
             break;
         };
@@ -208,6 +214,36 @@ mod tests {
         assert_eq!(back, [1, 2, 3]);
         assert_eq!(write_virt(&ram, &mode, 0x1f_fffe, &[9; 4]), 2);
         assert_eq!(write_virt(&ram, &mode, 1 << 40, &[9; 4]), 0);
+    }
+
+    #[test]
+    fn accesses_stop_at_the_end_of_the_address_space() {
+        let ram = create_ram(8 << 20).unwrap();
+        // PML4[0] maps the first 2 MiB at 0; PML4[511] maps the top 2 MiB of
+        // the address space onto 2..4 MiB.
+        ram.write_obj(0x2000u64 | 3, GuestAddress(0x1000)).unwrap();
+        ram.write_obj(0x5000u64 | 3, GuestAddress(0x1000 + 511 * 8))
+            .unwrap();
+        ram.write_obj(0x3000u64 | 3, GuestAddress(0x2000)).unwrap();
+        ram.write_obj(0x83u64, GuestAddress(0x3000)).unwrap();
+        ram.write_obj(0x6000u64 | 3, GuestAddress(0x5000 + 511 * 8))
+            .unwrap();
+        ram.write_obj(0x20_0083u64, GuestAddress(0x6000 + 511 * 8))
+            .unwrap();
+        let mode = PagingMode {
+            cr0: CR0_PG | 1,
+            cr3: 0x1000,
+            cr4: CR4_PAE,
+            efer: EFER_LMA | (1 << 8),
+        };
+        let top = 0xffff_ffff_ffff_fff8;
+        assert_eq!(translate(&ram, &mode, top), Ok(0x3f_fff8));
+        let mut buf = [0u8; 16];
+        assert_eq!(read_virt(&ram, &mode, top, &mut buf), 8, "not continued at 0");
+        assert_eq!(write_virt(&ram, &mode, top, &[7; 16]), 8);
+        let mut low = [0u8; 8];
+        assert_eq!(read_virt(&ram, &mode, 0, &mut low), 8);
+        assert_ne!(low, [7; 8], "address 0 untouched");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod analysis;
 pub mod cluster;
 pub mod describe;
 pub mod dwarf;
+pub mod names;
 pub mod session;
 pub mod symbols;
 pub mod trace;

@@ -237,9 +237,10 @@ fn continue_finish_and_next_stop_where_brute_force_stops() {
             session.remove_watchpoint(wp);
             // finish and next from here.
             session.goto(vm, n).expect("goto");
+            let program = session.program(vm);
             let m = session.machine(vm).expect("machine");
             if !m.is_halted() {
-                if let Some(site) = return_site(m) {
+                if let Some(site) = return_site(m, program.as_deref()) {
                     let want = h.returns(n, site.addr, site.cfa);
                     let got = session.finish(vm, &|_| {}).expect("finish");
                     match want {

@@ -26,13 +26,36 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == ErrorCode::ConstraintViolation)
 }
 
+/// Longest bookmark name, in characters: a name is a label, not a note.
+pub const MAX_BOOKMARK_NAME_CHARS: usize = 200;
+
 impl Index {
+    /// A bookmark name as stored: trimmed, non-empty, at most
+    /// [`MAX_BOOKMARK_NAME_CHARS`], no control characters (they would reach
+    /// the terminal raw wherever bookmarks are listed). Spaces and `#` are
+    /// fine: `late #5` is a good name.
     fn checked_name(&self, name: &str) -> Result<String> {
         let name = name.trim();
+        let bad = |problem: String| IndexError::BadBookmarkName {
+            path: self.path.clone(),
+            problem,
+        };
         if name.is_empty() {
             return Err(IndexError::EmptyBookmarkName {
                 path: self.path.clone(),
             });
+        }
+        if let Some(c) = name.chars().find(|c| c.is_control()) {
+            return Err(bad(format!(
+                "contains a control character (U+{:04X}); use printable characters",
+                c as u32
+            )));
+        }
+        let chars = name.chars().count();
+        if chars > MAX_BOOKMARK_NAME_CHARS {
+            return Err(bad(format!(
+                "has {chars} characters; at most {MAX_BOOKMARK_NAME_CHARS} (put the rest in the note)"
+            )));
         }
         Ok(name.to_string())
     }

@@ -78,8 +78,20 @@ pub enum IndexError {
         detail: String,
     },
 
-    /// A write was attempted on an index opened with `Index::open_read_only`.
-    #[error("{}: opened read-only: cannot {what}", path.display())]
+    /// The index has a write-ahead log (`-wal`) that SQLite cannot read here:
+    /// its `-shm` is missing and the folder is read-only, so it cannot be
+    /// made. The log holds rows the file lacks (a recording killed before it
+    /// merged its log, or one still running).
+    #[error("{}: its write-ahead log (index.sqlite-wal) was never merged (the recording was killed or is still running) and cannot be read in a read-only folder without index.sqlite-shm: copy the trace somewhere writable to read it", path.display())]
+    UnreadableLog {
+        /// The database file.
+        path: PathBuf,
+    },
+
+    /// A write was attempted on an index opened with `Index::open_read_only`
+    /// (by a command that only reads, or because the trace is on a
+    /// read-only mount or not writable by this user).
+    #[error("cannot {what}: {} is open read-only (read-only mount, no write permission, or a command that only reads)", path.display())]
     ReadOnly {
         /// The file concerned.
         path: PathBuf,
@@ -122,6 +134,17 @@ pub enum IndexError {
     EmptyBookmarkName {
         /// The file concerned.
         path: PathBuf,
+    },
+
+    /// A bookmark name holds a control character or is too long. (Spaces,
+    /// `#` and any other printable character are fine.)
+    #[error("{}: a bookmark name {problem}", path.display())]
+    BadBookmarkName {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong, without repeating the name (it may hold the
+        /// control characters this is about).
+        problem: String,
     },
 
     /// `query_read_only` refused a statement because it could change the

@@ -130,12 +130,12 @@ impl Index {
 
     fn open_checked(path: &Path, read_only: bool) -> Result<Index> {
         check_file(path)?;
-        let flags = if read_only {
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        let mut conn = if read_only {
+            open_reader(path)?
         } else {
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Connection::open_with_flags(path, flags).ctx(path, "opening the index")?
         };
-        let mut conn = Connection::open_with_flags(path, flags).ctx(path, "opening the index")?;
         conn.busy_timeout(BUSY_TIMEOUT).ctx(path, "opening the index")?;
         quick_check(&conn, path)?;
         let version = schema_version(&conn, path)?;
@@ -230,6 +230,63 @@ impl Drop for Index {
     }
 }
 
+/// `path` with `suffix` appended (`-wal`, `-shm`).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// `file:` URI of `path` with `immutable=1`: every byte that could end the
+/// path or start a query is percent-encoded.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri += &format!("%{b:02X}");
+        }
+    }
+    uri + "?immutable=1"
+}
+
+/// A read-only connection that writes nothing into the trace folder.
+///
+/// A WAL database read the ordinary way needs `-wal` and `-shm` files beside
+/// it, and creates them: on a read-only mount, or for a user who may not
+/// write the folder, the open fails, and everywhere else a read-only command
+/// leaves them behind. A finished trace has no such files (closing the
+/// recorder merges the log), so it is opened `immutable=1`: SQLite then reads
+/// the file alone, with no lock and no side file. When a `-wal` or `-shm` is
+/// there (a recording in progress, or one killed before it merged its log),
+/// the log may hold committed rows the file lacks, so the ordinary read-only
+/// open is used: it reads them, and sees a writer's progress.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let what = "opening the index";
+    let quiet = ["-wal", "-shm"]
+        .iter()
+        .all(|s| std::fs::symlink_metadata(sidecar(path, s)).is_err());
+    if quiet {
+        return Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+            .ctx(path, what);
+    }
+    let conn = Connection::open_with_flags(path, flags).ctx(path, what)?;
+    // The log is opened at the first read: try one now, to name the one
+    // case that cannot work (a log without its -shm in a folder that cannot
+    // get one) instead of SQLite's "unable to open database file".
+    match conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0)) {
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::CannotOpen => {
+            Err(IndexError::UnreadableLog {
+                path: path.to_path_buf(),
+            })
+        }
+        _ => Ok(conn),
+    }
+}
+
 /// WAL (readers never block the recorder and an interrupted recording keeps
 /// every committed batch) and `synchronous = NORMAL` (commits do not wait for
 /// the disk; a crash of the process loses nothing committed).
@@ -297,11 +354,9 @@ fn check_file(path: &Path) -> Result<()> {
         s => u64::from(s),
     };
     let pages = u64::from(be32(28));
-    let wal_present = {
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        std::fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false)
-    };
+    let wal_present = std::fs::metadata(sidecar(path, "-wal"))
+        .map(|m| m.len() > 0)
+        .unwrap_or(false);
     if be32(24) == be32(92) && pages > 0 && !wal_present {
         let expected = pages.saturating_mul(page_size);
         if meta.len() < expected {

@@ -30,6 +30,7 @@ mod checksum;
 mod error;
 mod exec;
 mod index;
+mod kinds;
 mod pos;
 mod query;
 mod rows;
@@ -38,6 +39,7 @@ mod sql;
 mod time;
 mod write;
 
+pub use bookmarks::MAX_BOOKMARK_NAME_CHARS;
 pub use error::{IndexError, Result};
 pub use exec::ExecSliceRow;
 pub use index::{Index, DEFAULT_BATCH_ROWS};

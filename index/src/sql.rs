@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, ErrorCode, OpenFlags};
+use rusqlite::{Connection, ErrorCode};
 
 use crate::error::{IndexError, Result, SqlContext};
 use crate::rows::{SqlRows, SqlValue};
@@ -119,9 +119,8 @@ fn sql_message(path: &Path, e: rusqlite::Error) -> IndexError {
 }
 
 fn open_sql_connection(path: &Path) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let what = "opening a read-only connection";
-    let conn = Connection::open_with_flags(path, flags).ctx(path, what)?;
+    let conn = crate::index::open_reader(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .ctx(path, what)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)

@@ -95,3 +95,38 @@ fn bookmark_crud() {
     let index = Index::open_read_only(&path).unwrap();
     assert_eq!(index.bookmarks().unwrap().len(), 2);
 }
+
+/// Bookmark names are labels shown on a terminal: spaces and `#` are fine,
+/// control characters and novels are not. (Issue 12: hostile names.)
+#[test]
+fn bookmark_names_refuse_control_characters_and_great_length() {
+    let s = Scratch::new("bookmark-names");
+    let index = Index::create(s.index_path()).unwrap();
+    let b = index.add_bookmark("late #5", "", 0, 10, 100).unwrap();
+    assert_eq!(b.name, "late #5");
+    for bad in ["bell\x07", "esc\x1b[2J", "new\nline", "tab\there"] {
+        let err = index.add_bookmark(bad, "", 0, 11, 110).unwrap_err();
+        assert!(
+            matches!(err, IndexError::BadBookmarkName { .. }),
+            "{bad:?}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("control character (U+00"), "{msg}");
+        assert!(
+            !msg.chars().any(|c| c.is_control()),
+            "the message stays printable: {msg:?}"
+        );
+    }
+    let long = "x".repeat(201);
+    let err = index.add_bookmark(&long, "", 0, 12, 120).unwrap_err();
+    assert!(err.to_string().contains("201 characters; at most 200"), "{err}");
+    assert!(
+        index.add_bookmark(&"é".repeat(200), "", 0, 13, 130).is_ok(),
+        "200 characters, not bytes"
+    );
+    let err = index.rename_bookmark("late #5", "x\x1b").unwrap_err();
+    assert!(matches!(err, IndexError::BadBookmarkName { .. }), "{err}");
+    let err = index.add_bookmark("   ", "", 0, 14, 140).unwrap_err();
+    assert!(matches!(err, IndexError::EmptyBookmarkName { .. }), "{err}");
+    assert_eq!(index.bookmarks().unwrap().len(), 2);
+}

@@ -74,19 +74,14 @@ pub(super) fn open_session(trace: &Path, jobs: Option<u64>) -> Result<Session, C
         )
         .into());
     }
-    let mut session = match Session::open(trace) {
-        Ok(s) => s,
-        Err(first) => match Session::open_read_only(trace) {
-            Ok(s) => {
-                eprintln!(
-                    "vmrr: {} cannot be written: results are not cached",
-                    trace.display()
-                );
-                s
-            }
-            Err(_) => return Err(report(first)),
-        },
-    };
+    // A trace that cannot be written opens read-only.
+    let mut session = Session::open(trace).map_err(report)?;
+    if session.is_read_only() {
+        eprintln!(
+            "vmrr: {} cannot be written: results are not cached",
+            trace.display()
+        );
+    }
     if let Some(j) = jobs {
         session.set_jobs(j as usize);
     }

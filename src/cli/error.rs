@@ -33,7 +33,12 @@ fn is_damage(e: &(dyn Error + 'static)) -> bool {
     let mut cur: Option<&(dyn Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(t) = err.downcast_ref::<TraceError>() {
-            if matches!(t, TraceError::Damaged { .. } | TraceError::ImageMismatch { .. }) {
+            if matches!(
+                t,
+                TraceError::Damaged { .. }
+                    | TraceError::ImageMismatch { .. }
+                    | TraceError::ImageMissing { .. }
+            ) {
                 return true;
             }
         }

@@ -22,7 +22,28 @@ pub struct IndexArgs {
 
 /// Builds what is missing and says how much that was.
 pub fn run(args: &IndexArgs) -> Result<ExitCode, CliError> {
-    let trace = Trace::open(&args.trace, true).map_err(|e| CliError::of(&e))?;
+    let writable = vmrr_debugger::trace::is_writable(&args.trace);
+    let trace = Trace::open(&args.trace, writable).map_err(|e| CliError::of(&e))?;
+    if !writable {
+        // Nothing can be added to a read-only trace; say whether anything
+        // needs to be.
+        let missing = trace.unindexed_slices().map_err(|e| CliError::of(&e))?.len();
+        let sealed = trace.index().has_checksums().map_err(|e| CliError::of(&e))?;
+        if missing == 0 && sealed {
+            eprintln!(
+                "vmrr: the execution index of {} is complete",
+                args.trace.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(CliError::from(format!(
+            "{} is read-only (a read-only mount or no write permission), and its index lacks {missing} \
+             execution slices{}: copy it somewhere writable (cp -r {} COPY) and run `vmrr index COPY`",
+            args.trace.display(),
+            if sealed { "" } else { " and its checksums" },
+            args.trace.display()
+        )));
+    }
     let jobs = args
         .jobs
         .map(|j| j as usize)

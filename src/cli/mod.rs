@@ -27,6 +27,56 @@ pub const EXIT_GUEST_STUCK: u8 = 4;
 /// Exit status when a trace is damaged (a file or index row edited, missing
 /// or corrupt): never reported as a divergence of the guest.
 pub const EXIT_DAMAGED: u8 = 6;
+/// Exit status of a recording stopped by Ctrl-C (SIGINT): the trace is
+/// valid up to the final checkpoints taken when it stopped. 128 + SIGINT,
+/// as a shell reports a command killed by Ctrl-C.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Most worker threads `--jobs` takes (more than the VMs or slices are
+/// never started anyway).
+pub const MAX_JOBS: u64 = 1024;
+/// Largest step count (`--max-steps`, `--checkpoint-every`): icounts are
+/// stored as signed 64-bit integers.
+pub const MAX_STEPS: u64 = i64::MAX as u64;
+/// Largest `--max-vtime-ms`: 2^63 ns, the latest time the index stores.
+pub const MAX_VTIME_MS: u64 = MAX_STEPS / 1_000_000;
+
+/// `text` as a whole number from `min` to `max`; the error says the range.
+fn number_in(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let n: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a whole number (use {min} to {max})"))?;
+    if !(min..=max).contains(&n) {
+        return Err(format!("{n} is out of range: use {min} to {max}"));
+    }
+    Ok(n)
+}
+
+/// `--jobs`: 1 to [`MAX_JOBS`].
+pub(crate) fn parse_jobs(text: &str) -> Result<usize, String> {
+    number_in(text, 1, MAX_JOBS).map(|n| n as usize)
+}
+
+/// `--max-steps`: 0 to [`MAX_STEPS`].
+pub(crate) fn parse_steps(text: &str) -> Result<u64, String> {
+    number_in(text, 0, MAX_STEPS)
+}
+
+/// `--checkpoint-every`: 1 to [`MAX_STEPS`].
+pub(crate) fn parse_interval(text: &str) -> Result<u64, String> {
+    number_in(text, 1, MAX_STEPS)
+}
+
+/// `--max-vtime-ms`: 0 to [`MAX_VTIME_MS`], returned in nanoseconds.
+pub(crate) fn parse_vtime_ms(text: &str) -> Result<u64, String> {
+    number_in(text, 0, MAX_VTIME_MS).map(|ms| ms * 1_000_000)
+}
+
+/// `--rate`: 1 to 1 000 000 instructions per virtual µs.
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
+    number_in(text, 1, 1_000_000)
+}
 
 pub use error::CliError;
 
@@ -86,14 +136,14 @@ pub struct RunArgs {
     /// Guest memory, e.g. 64M or 1G.
     #[arg(long, default_value = "64M", value_parser = parse_mem)]
     pub mem: u64,
-    /// Stop after this many steps (instructions).
-    #[arg(long, default_value_t = 100_000_000)]
+    /// Stop after this many steps (instructions), 0 to 2^63-1.
+    #[arg(long, default_value_t = 100_000_000, value_parser = parse_steps)]
     pub max_steps: u64,
     /// Kernel command line passed in hvm_start_info.
     #[arg(long, default_value = "")]
     pub cmdline: String,
-    /// Virtual CPU rate in instructions per microsecond.
-    #[arg(long, default_value_t = 100)]
+    /// Virtual CPU rate in instructions per microsecond, 1 to 1000000.
+    #[arg(long, default_value_t = 100, value_parser = parse_rate)]
     pub rate: u64,
     /// Seed for rdrand/rdseed answers.
     #[arg(long, default_value_t = 0)]
@@ -101,12 +151,12 @@ pub struct RunArgs {
     /// Print the final state hash in the summary.
     #[arg(long)]
     pub hash: bool,
-    /// Cluster only: worker threads (default: one per VM).
-    #[arg(long)]
+    /// Cluster only: worker threads, 1 to 1024 (default: one per VM).
+    #[arg(long, value_parser = parse_jobs)]
     pub jobs: Option<usize>,
-    /// Cluster only: stop at this virtual time, in milliseconds.
-    #[arg(long)]
-    pub max_vtime_ms: Option<u64>,
+    /// Cluster only: stop at this virtual time, in milliseconds (0 to 2^63 ns).
+    #[arg(long = "max-vtime-ms", value_parser = parse_vtime_ms)]
+    pub max_vtime_ns: Option<u64>,
     /// Cluster only, for testing: random host-side delays in the workers
     /// (the output must not change).
     #[arg(long, hide = true)]

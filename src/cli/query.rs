@@ -1,6 +1,7 @@
 //! `vmrr events` and `vmrr sql`: read a trace's index.
 
 use super::CliError;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,13 +49,7 @@ pub fn parse_time(text: &str) -> Result<u64, String> {
 
 fn open(trace: &std::path::Path) -> Result<Index, CliError> {
     let path = trace.join(vmrr_debugger::trace::INDEX_FILE);
-    if !trace.is_dir() {
-        return Err(format!(
-            "{} is not a trace directory (record one with `vmrr record`)",
-            trace.display()
-        )
-        .into());
-    }
+    vmrr_debugger::trace::check_is_trace(trace).map_err(|e| CliError::of(&e))?;
     Index::open_read_only(&path).map_err(|e| CliError::of(&e))
 }
 
@@ -109,6 +104,19 @@ pub fn events(args: &EventsArgs) -> Result<ExitCode, CliError> {
         out.push('\n');
     }
     print!("{out}");
+    // Kinds are free text: a newer vmrr may have written some this one does
+    // not know. They are not damage; say that they are left out.
+    let unknown = index.unknown_kinds().map_err(|e| CliError::of(&e))?;
+    if !unknown.is_empty() && args.kind.is_empty() {
+        let list: Vec<String> = unknown
+            .iter()
+            .map(|(k, n)| format!("{} ({n})", vmrr_debugger::describe::printable(k)))
+            .collect();
+        eprintln!(
+            "vmrr: note: events of kinds this vmrr does not know are not listed: {}; `vmrr sql` shows them",
+            list.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -120,9 +128,18 @@ pub fn sql(args: &SqlArgs) -> Result<ExitCode, CliError> {
         eprintln!("vmrr: warning: {e}");
     }
     let (columns, rows) = index.query_read_only(&args.query).map_err(|e| e.to_string())?;
-    println!("{}", columns.join("\t"));
+    // Cells are data from the trace (console text, names): on a terminal,
+    // their control characters are shown, not obeyed. A pipe gets them raw.
+    let shown = |text: String| {
+        if std::io::stdout().is_terminal() {
+            vmrr_debugger::describe::printable(&text)
+        } else {
+            text
+        }
+    };
+    println!("{}", shown(columns.join("\t")));
     for row in rows {
-        let cells: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        let cells: Vec<String> = row.iter().map(|v| shown(v.to_string())).collect();
         println!("{}", cells.join("\t"));
     }
     Ok(ExitCode::SUCCESS)

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use vmrr_backend::VmConfig;
-use vmrr_debugger::cluster::ClusterConfig;
+use vmrr_debugger::cluster::{ClusterConfig, ClusterStop};
 use vmrr_debugger::trace::record::{record, Progress, RecordOptions, DEFAULT_CHECKPOINT_STEPS};
+use vmrr_debugger::trace::TraceError;
 
 /// Arguments of `vmrr record`.
 #[derive(Debug, clap::Args)]
@@ -19,17 +20,21 @@ pub struct RecordArgs {
     /// The trace folder to create (must not exist, or be empty).
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
-    /// Steps between two checkpoints of a VM.
-    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_STEPS)]
+    /// Replace the output folder if it holds a trace (a folder holding
+    /// anything else is never touched).
+    #[arg(long)]
+    pub force: bool,
+    /// Steps between two checkpoints of a VM, 1 to 2^63-1.
+    #[arg(long, default_value_t = DEFAULT_CHECKPOINT_STEPS, value_parser = super::parse_interval)]
     pub checkpoint_every: u64,
-    /// Stop every VM after this many steps.
-    #[arg(long, default_value_t = 100_000_000)]
+    /// Stop every VM after this many steps, 0 to 2^63-1.
+    #[arg(long, default_value_t = 100_000_000, value_parser = super::parse_steps)]
     pub max_steps: u64,
-    /// Stop at this virtual time, in milliseconds.
-    #[arg(long)]
-    pub max_vtime_ms: Option<u64>,
-    /// Worker threads (default: one per VM).
-    #[arg(long)]
+    /// Stop at this virtual time, in milliseconds (0 to 2^63 ns).
+    #[arg(long = "max-vtime-ms", value_parser = super::parse_vtime_ms)]
+    pub max_vtime_ns: Option<u64>,
+    /// Worker threads, 1 to 1024 (default: one per VM).
+    #[arg(long, value_parser = super::parse_jobs)]
     pub jobs: Option<usize>,
     /// For a single image: its command line.
     #[arg(long, default_value = "")]
@@ -64,10 +69,8 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         checkpoint_every: args.checkpoint_every,
         jobs: args.jobs.unwrap_or(usize::MAX),
         max_steps: args.max_steps,
-        max_vtime_ns: args
-            .max_vtime_ms
-            .map(|ms| ms.saturating_mul(1_000_000))
-            .unwrap_or(u64::MAX),
+        max_vtime_ns: args.max_vtime_ns.unwrap_or(u64::MAX),
+        force: args.force,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
@@ -91,8 +94,22 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         );
         let _ = std::io::stderr().flush();
     };
-    let summary =
-        record(&config, &args.output, &options, &interrupted, &mut show).map_err(|e| e.to_string())?;
+    let index = args.output.join(vmrr_debugger::trace::INDEX_FILE);
+    let had_index = index.is_file();
+    let summary = record(&config, &args.output, &options, &interrupted, &mut show).map_err(|e| {
+        // An index there now, and not one left from before, means this
+        // recording got past its first checkpoints.
+        let ours = !matches!(e, TraceError::Output { .. }) && (!had_index || args.force);
+        let mut error = CliError::of(&e);
+        if ours && index.is_file() {
+            // A failure after the first checkpoints keeps the trace (see OutputDir).
+            error.text += &format!(
+                "\n(what was recorded is kept: `vmrr replay {}` replays it up to its last checkpoint)",
+                args.output.display()
+            );
+        }
+        error
+    })?;
     if tty {
         eprint!("\r\x1b[K");
     }
@@ -110,5 +127,12 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode, CliError> {
         summary.frames,
         human_bytes(summary.trace_bytes)
     );
+    if summary.stop == ClusterStop::Interrupted {
+        eprintln!(
+            "vmrr: interrupted: the trace is valid up to the checkpoints taken when it stopped (exit status {})",
+            super::EXIT_INTERRUPTED
+        );
+        return Ok(ExitCode::from(super::EXIT_INTERRUPTED));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -16,8 +16,9 @@ pub struct ReplayArgs {
     /// Only this VM (by name).
     #[arg(long)]
     pub vm: Option<String>,
-    /// Threads replaying checkpoint slices in parallel (default: one per core).
-    #[arg(long)]
+    /// Threads replaying checkpoint slices in parallel, 1 to 1024 (default:
+    /// one per core).
+    #[arg(long, value_parser = super::parse_jobs)]
     pub jobs: Option<usize>,
     /// Compare the state hash at every checkpoint and report the first divergence.
     #[arg(long)]
@@ -66,7 +67,9 @@ pub fn run(args: &ReplayArgs) -> Result<ExitCode, CliError> {
         );
     }
     eprintln!(
-        "vmrr: {steps} steps in {secs:.2} s on {jobs} threads ({:.0} steps/s)",
+        "vmrr: {steps} steps in {secs:.2} s on {} threads ({:.0} steps/s)",
+        // verify() starts no more threads than there are slices.
+        jobs.min(results.len()).max(1),
         steps as f64 / secs.max(1e-9)
     );
     // A damaged index is damage, whatever else happened.

@@ -41,10 +41,7 @@ pub fn run(path: &Path, args: &RunArgs) -> Result<ExitCode, CliError> {
     let options = ClusterOptions {
         jobs: args.jobs.unwrap_or(ClusterOptions::default().jobs),
         max_steps: args.max_steps,
-        max_vtime_ns: args
-            .max_vtime_ms
-            .map(|ms| ms.saturating_mul(1_000_000))
-            .unwrap_or(u64::MAX),
+        max_vtime_ns: args.max_vtime_ns.unwrap_or(u64::MAX),
         host_jitter: args.host_jitter,
     };
     let mut cluster = Cluster::new(config, options).map_err(|e| e.to_string())?;

@@ -78,6 +78,14 @@ fn gdb_hint(trace: &Path, session: &Session, port: u16) -> String {
 pub fn run(args: &TuiArgs) -> Result<ExitCode, CliError> {
     let session = Session::open(&args.trace).map_err(|e| e.to_string())?;
     let (tx, rx) = channel();
+    if session.is_read_only() {
+        // Session::open fell back to read-only: say so before a bookmark is refused.
+        let _ = tx.send(Message {
+            text: "read-only trace (read-only mount or no write permission): bookmarks cannot be added"
+                .into(),
+            error: false,
+        });
+    }
     let session = if let Some(port) = args.gdb_port {
         // Bind before the screen is taken over, so a busy port is a plain error.
         let listener = TcpListener::bind(("127.0.0.1", port))

@@ -303,6 +303,23 @@ mod tests {
     }
 
     #[test]
+    fn memory_at_the_top_of_the_address_space_draws_what_exists() {
+        let mut s = sample();
+        s.side_pane = SidePane::Memory;
+        s.snapshot.memory = crate::state::MemoryView {
+            addr: u64::MAX - 7,
+            label: "0xfffffffffffffff8".into(),
+            bytes: vec![Some(0x41); 64],
+        };
+        let mut t = Terminal::new(TestBackend::new(160, 50)).expect("terminal");
+        t.draw(|f| render(&s, f)).expect("draw");
+        let text = format!("{:?}", t.backend().buffer());
+        assert!(text.contains("fffffffffffffff8"), "the first row is shown");
+        // The second row would start past the last address: there is none.
+        assert!(!text.contains("00000000000000"), "no row wraps around to 0");
+    }
+
+    #[test]
     fn below_the_minimum_says_so() {
         let s = sample();
         let (w, h) = min_size(3);

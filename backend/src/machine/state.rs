@@ -270,21 +270,7 @@ impl Machine {
     /// with equal hashes are at the same point.
     pub fn state_hash(&self) -> Result<[u8; 32]> {
         let mut h = blake3::Hasher::new();
-        let sync = self.vcpu.sync_regs();
-        let mut regs = sync.regs;
-        regs.rflags &= !RFLAGS_HOST_BITS;
-        let engine = (
-            self.icount,
-            self.clock,
-            self.rng,
-            self.halted,
-            self.irq_ready,
-            &regs,
-            &sync.sregs,
-            self.devices.state(),
-        );
-        let bytes = serde_json::to_vec(&engine).map_err(|source| VmError::HashState { source })?;
-        h.update(&bytes);
+        h.update(&self.engine_state()?);
         let size = memory::ram_size(&self.ram);
         let mut chunk = vec![0u8; 1 << 20];
         let mut at = 0u64;
@@ -298,6 +284,63 @@ impl Machine {
         }
         Ok(*h.finalize().as_bytes())
     }
+}
+
+impl Machine {
+    /// Everything the guest can observe but RAM, as bytes: what both state
+    /// hashes start with. (RFLAGS' TF and RF belong to the host debugger.)
+    pub fn engine_state(&self) -> Result<Vec<u8>> {
+        let sync = self.vcpu.sync_regs();
+        let mut regs = sync.regs;
+        regs.rflags &= !RFLAGS_HOST_BITS;
+        let engine = (
+            self.icount,
+            self.clock,
+            self.rng,
+            self.halted,
+            self.irq_ready,
+            &regs,
+            &sync.sregs,
+            self.devices.state(),
+        );
+        serde_json::to_vec(&engine).map_err(|source| VmError::HashState { source })
+    }
+
+    /// The hash of the same state as [`Machine::state_hash`], computed from
+    /// RAM page by page (see [`paged_state_hash`]): what a checkpoint
+    /// records, since the recorder knows every page's hash already and need
+    /// not read RAM again.
+    pub fn paged_state_hash(&self) -> Result<[u8; 32]> {
+        let size = memory::ram_size(&self.ram);
+        let mut page = [0u8; memory::PAGE_SIZE as usize];
+        let mut pages = Vec::new();
+        let mut at = 0u64;
+        while at < size {
+            self.ram
+                .read_slice(&mut page, GuestAddress(at))
+                .map_err(guest_memory("hashing RAM"))?;
+            if page.iter().any(|&b| b != 0) {
+                pages.push((at / memory::PAGE_SIZE, blake3::hash(&page).to_hex().to_string()));
+            }
+            at += memory::PAGE_SIZE;
+        }
+        Ok(paged_state_hash(
+            &self.engine_state()?,
+            pages.iter().map(|(i, h)| (*i, h.as_str())),
+        ))
+    }
+}
+
+/// A state hash from the engine's state and, in page order, the index and
+/// blake3 (hex) of every page of RAM that is not all zeros.
+pub fn paged_state_hash<'a>(engine: &[u8], pages: impl Iterator<Item = (u64, &'a str)>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(engine);
+    for (index, hash) in pages {
+        h.update(&index.to_le_bytes());
+        h.update(hash.as_bytes());
+    }
+    *h.finalize().as_bytes()
 }
 
 /// Lower-case hex of a hash, for printing and comparing.

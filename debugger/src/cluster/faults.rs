@@ -72,7 +72,7 @@ impl Faults {
         {
             return Verdict::Partitioned;
         }
-        let mut extra_ns = 0;
+        let mut extra_ns: u64 = 0;
         for f in &self.schedule[..self.applied] {
             match f.kind {
                 FaultKind::Drop {
@@ -90,7 +90,7 @@ impl Faults {
                     extra_ns: e,
                     until_ns,
                 } if sent_ns < until_ns && same_link(between, src, dst) => {
-                    extra_ns += e;
+                    extra_ns = extra_ns.saturating_add(e);
                 }
                 _ => {}
             }

@@ -397,8 +397,15 @@ impl Cluster {
                             .bandwidth_bps
                             .map(|bps| (bytes.len() as u64 * 8).saturating_mul(1_000_000_000) / bps)
                             .unwrap_or(0);
-                        record.arrival_ns =
-                            e.event.vtime_ns + self.config.latency_ns(e.vm, dst) + extra_ns + serialise;
+                        // Saturating: the configured ranges keep this far from
+                        // u64::MAX, but a sum that cannot fit must mean "never",
+                        // not wrap to before the send.
+                        record.arrival_ns = e
+                            .event
+                            .vtime_ns
+                            .saturating_add(self.config.latency_ns(e.vm, dst))
+                            .saturating_add(extra_ns)
+                            .saturating_add(serialise);
                         if self.nodes[dst].stop.is_some() {
                             record.fate = FrameFate::ReceiverStopped;
                         } else {

@@ -269,6 +269,19 @@ impl Program {
     }
 }
 
+impl Program {
+    /// Where the frame `target` stands in returns to — the caller's pc and
+    /// the stack pointer once it has returned (the frame's CFA) — from the
+    /// call-frame information, or the frame-pointer chain where there is
+    /// none. `None` without debug information or at the outermost frame.
+    pub fn return_site(&self, target: &dyn Target) -> Option<(u64, u64)> {
+        let debug = self.debug.as_ref()?;
+        let frames = unwind::unwind(debug, target, 2);
+        let (callee, caller) = (frames.first()?, frames.get(1)?);
+        Some((caller.pc, callee.cfa?))
+    }
+}
+
 /// The x86-64 DWARF register number of each general register, in the order
 /// of `vmrr_backend::regs::Gpr` (rax rbx rcx rdx rsi rdi rbp rsp r8..r15 rip).
 pub const DWARF_OF_GPR: [u16; 17] = [0, 3, 2, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16];

@@ -16,6 +16,12 @@ impl Session {
         Ok(row)
     }
 
+    /// Whether the trace was opened read-only (it is on a read-only mount or
+    /// not writable by this user): bookmarks can be listed, not changed.
+    pub fn is_read_only(&self) -> bool {
+        self.trace.index().is_read_only()
+    }
+
     /// All bookmarks, in the cluster order of their positions.
     pub fn bookmarks(&self) -> Result<Vec<BookmarkRow>, SessionError> {
         Ok(self.trace.index().bookmarks()?)

@@ -1,7 +1,7 @@
 //! Dense snapshots near the cursor, so that stepping backward is instant.
 //!
-//! The recording's checkpoints are 20k steps apart: restoring one and
-//! replaying forward costs up to ~0.2 s. The first time the cursor moves back
+//! The recording's checkpoints are 10k steps apart: restoring one and
+//! replaying forward costs up to ~0.1 s. The first time the cursor moves back
 //! inside a checkpoint slice, the cache replays that slice once and keeps a
 //! snapshot every `DENSE_STEPS` steps: the vCPU and device state plus the
 //! contents of every page changed since the slice's checkpoint. Restoring
@@ -88,6 +88,39 @@ impl DenseCache {
                 pages,
             },
         );
+        Ok(())
+    }
+
+    /// A cache for checkpoint slice `k` of `vm` and a new machine standing
+    /// at its checkpoint (with the inputs consumed there): a search that
+    /// replays the slice fills the cache as it goes ([`DenseCache::keep_up`]),
+    /// so that moving to its hit afterwards replays at most `DENSE_STEPS`.
+    pub(super) fn for_slice(
+        trace: &Trace,
+        vm: usize,
+        k: usize,
+    ) -> Result<(DenseCache, Machine, usize), TraceError> {
+        let Some(at) = trace.checkpoints(vm).get(k).map(|c| c.icount) else {
+            return Err(TraceError::Invalid(format!("VM {vm} has no checkpoint {k}")));
+        };
+        let mut cache = DenseCache::default();
+        let (machine, next) = cache.restore(trace, vm, at, None)?;
+        Ok((cache, machine, next))
+    }
+
+    /// Takes a snapshot of `machine` (which this cache follows) if it ran
+    /// `DENSE_STEPS` or more past the last one.
+    pub(super) fn keep_up(
+        &mut self,
+        trace: &Trace,
+        vm: usize,
+        machine: &mut Machine,
+        next_input: usize,
+    ) -> Result<(), TraceError> {
+        let last = self.snaps.keys().next_back().copied().unwrap_or(0);
+        if machine.icount() >= last.saturating_add(DENSE_STEPS) {
+            self.snapshot(trace, vm, machine, next_input)?;
+        }
         Ok(())
     }
 

@@ -44,8 +44,9 @@ mod step;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use crate::dwarf::Program;
 use crate::trace::Trace;
 use dense::DenseCache;
 pub use error::SessionError;
@@ -128,8 +129,11 @@ pub struct Session {
     /// Bumped at every move, so views know when to redraw.
     generation: u64,
     jobs: usize,
+    /// Each VM's image with its debug information, read on first use
+    /// (`None`: the image has none, or could not be read).
+    programs: Vec<OnceLock<Option<Arc<Program>>>>,
     /// The VMs' images as analyses name code, read on first use.
-    images: std::sync::OnceLock<Arc<crate::analysis::Images>>,
+    images: OnceLock<Arc<crate::analysis::Images>>,
 }
 
 /// A VM id as an index into per-VM tables.
@@ -138,13 +142,19 @@ fn ix(vm: VmId) -> usize {
 }
 
 impl Session {
-    /// Opens a trace (writable, for bookmarks) with the cursor at its start.
+    /// Opens a trace with the cursor at its start.
+    ///
+    /// The index is opened writable, for bookmarks, only when the trace may
+    /// be written ([`crate::trace::is_writable`]); a trace on a read-only
+    /// mount or not writable by this user opens read-only
+    /// ([`Session::is_read_only`]), and adding a bookmark then says why not.
     pub fn open(dir: &Path) -> Result<Session, SessionError> {
-        Session::open_with(dir, true)
+        Session::open_with(dir, crate::trace::is_writable(dir))
     }
 
-    /// Opens a trace read-only (no bookmarks can be added, analyses are
-    /// not cached) with the cursor at its start.
+    /// Opens a trace read-only even where it could be written (no
+    /// bookmarks can be added, analyses are not cached) with the cursor at
+    /// its start.
     pub fn open_read_only(dir: &Path) -> Result<Session, SessionError> {
         Session::open_with(dir, false)
     }
@@ -166,7 +176,8 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             generation: 0,
             jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            images: std::sync::OnceLock::new(),
+            programs: (0..n).map(|_| OnceLock::new()).collect(),
+            images: OnceLock::new(),
         })
     }
 
@@ -258,6 +269,15 @@ impl Session {
     /// Threads used by searches.
     pub fn set_jobs(&mut self, jobs: usize) {
         self.jobs = jobs.max(1);
+    }
+
+    /// VM `vm`'s image with its debug information (line tables, call-frame
+    /// information, variables), read once; `None` if it has none.
+    pub fn program(&self, vm: VmId) -> Option<Arc<Program>> {
+        self.programs
+            .get(ix(vm))?
+            .get_or_init(|| Program::for_vm(&self.trace, ix(vm)).ok().map(Arc::new))
+            .clone()
     }
 
     /// Last icount of `vm` in the trace (its last checkpoint).

@@ -8,6 +8,7 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic};
 use vmrr_backend::Machine;
 
 use super::{Breakpoint, Direction, Hit, HitKind, Pos, Scope, Session, SessionError, StopReason, VmId};
+use crate::dwarf::{MachineTarget, Program};
 
 /// Where a frame returns to: the return address, and the stack pointer
 /// just after the return (the frame's canonical frame address).
@@ -31,11 +32,16 @@ fn read_u64(m: &Machine, addr: u64) -> Option<u64> {
     (m.read_virt(addr, &mut b) == 8).then(|| u64::from_le_bytes(b))
 }
 
-/// Where the function `m` stands in returns to, from the frame-pointer
-/// chain (the kit's guests keep frame pointers): at the entry's `push rbp`
-/// and at a `ret` the return address is at RSP; right after `push rbp`, at
-/// RSP+8; elsewhere in the body at RBP+8.
-pub fn return_site(m: &Machine) -> Option<ReturnSite> {
+/// Where the function `m` stands in returns to: from the image's
+/// call-frame information when `program` has it (exact at every address,
+/// also in a function without a frame of its own, such as one ending in a
+/// tail call), else from the frame-pointer chain (the kit's guests keep
+/// frame pointers): at the entry's `push rbp` and at a `ret` the return
+/// address is at RSP; right after `push rbp`, at RSP+8; elsewhere at RBP+8.
+pub fn return_site(m: &Machine, program: Option<&Program>) -> Option<ReturnSite> {
+    if let Some((addr, cfa)) = program.and_then(|p| p.return_site(&MachineTarget(m))) {
+        return Some(ReturnSite { addr, cfa });
+    }
     let regs = m.regs();
     let here = instruction_at(m, regs.rip);
     let at_rsp = |off: u64| {
@@ -120,7 +126,8 @@ impl Session {
     /// `finish`: runs `vm` until the function it stands in returns (or a
     /// breakpoint or watchpoint stops it first).
     pub fn finish(&mut self, vm: VmId, progress: &(dyn Fn(f64) + Sync)) -> Result<Returned, SessionError> {
-        let site = return_site(self.machine(vm)?).ok_or_else(|| {
+        let program = self.program(vm);
+        let site = return_site(self.machine(vm)?, program.as_deref()).ok_or_else(|| {
             SessionError::NoFrame(
                 "cannot tell where this function returns: no frame pointer chain here".into(),
             )
@@ -136,7 +143,8 @@ impl Session {
         addr: u64,
         progress: &(dyn Fn(f64) + Sync),
     ) -> Result<Returned, SessionError> {
-        match return_site(self.machine(vm)?) {
+        let program = self.program(vm);
+        match return_site(self.machine(vm)?, program.as_deref()) {
             Some(site) => self.run_to_return(vm, site, Some(addr), progress),
             None => {
                 // No frame to return from: just the address.

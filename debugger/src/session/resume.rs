@@ -4,10 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
-use vmrr_backend::Machine;
-
+use super::dense::DenseCache;
 use super::probes::Probes;
-use super::search::{Search, SliceFilter};
+use super::search::{Found, Search, SliceFilter};
 use super::{
     ix, rounds, Direction, Hit, Live, Pos, Scope, Session, SessionError, StopReason, VmId, WatchKind,
 };
@@ -64,7 +63,7 @@ impl Session {
                         return result;
                     }
                 }
-                let mut best: Option<Hit> = None;
+                let mut best: Option<(Hit, Option<Found>)> = None;
                 for (i, (vm, (probes, filter))) in filters.iter().enumerate() {
                     if probes.breakpoints.is_empty() && probes.watchpoints.is_empty() {
                         continue;
@@ -80,15 +79,17 @@ impl Session {
                         cancel: &self.cancel,
                         progress: &share,
                     };
-                    let hit = search.backward(from, self.jobs)?;
-                    if let Some(hit) = hit.filter(|h| best.as_ref().is_none_or(|b| h.pos > b.pos)) {
-                        best = Some(hit);
+                    let found = search.backward(from, self.jobs)?;
+                    if let Some((hit, found)) = found {
+                        if best.as_ref().is_none_or(|(b, _)| hit.pos > b.pos) {
+                            best = Some((hit, Some(found)));
+                        }
                     }
                 }
-                best.map(|hit| (hit, None))
+                best
             }
             Direction::Forward => {
-                let mut best: Option<(Hit, Option<(Machine, usize)>)> = None;
+                let mut best: Option<(Hit, Option<Found>)> = None;
                 for (i, (vm, (probes, filter))) in filters.iter().enumerate() {
                     if probes.breakpoints.is_empty() && probes.watchpoints.is_empty() {
                         continue;
@@ -112,9 +113,14 @@ impl Session {
                         progress: &share,
                     };
                     let found = search.forward(start, limit)?;
-                    if let Some((hit, m, next)) = found {
+                    if let Some((hit, machine, next_input)) = found {
                         if best.as_ref().is_none_or(|(b, _)| hit.pos < b.pos) {
-                            best = Some((hit, Some((m, next))));
+                            let found = Found {
+                                machine,
+                                next_input,
+                                dense: DenseCache::default(),
+                            };
+                            best = Some((hit, Some(found)));
                         }
                     }
                 }
@@ -125,9 +131,18 @@ impl Session {
             return Ok(StopReason::Cancelled);
         }
         match best {
-            Some((hit, machine)) => {
-                if let Some((machine, next_input)) = machine {
-                    self.vms[ix(hit.pos.vm)].live = Some(Live { machine, next_input });
+            Some((hit, found)) => {
+                if let Some(Found {
+                    machine,
+                    next_input,
+                    dense,
+                }) = found
+                {
+                    // The search's machine (and its snapshots) replace the
+                    // live ones: the move there replays little or nothing.
+                    let slot = &mut self.vms[ix(hit.pos.vm)];
+                    slot.live = Some(Live { machine, next_input });
+                    slot.dense = dense;
                 }
                 self.goto(hit.pos.vm, hit.pos.icount)?;
                 Ok(StopReason::Hit(hit))
@@ -181,7 +196,7 @@ impl Session {
             cancel: &self.cancel,
             progress: &|_| {},
         };
-        let hit = search.backward(from, self.jobs)?;
-        Ok(hit.map(|h| h.pos))
+        let found = search.backward(from, self.jobs)?;
+        Ok(found.map(|(hit, _)| hit.pos))
     }
 }

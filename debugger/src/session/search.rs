@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use vmrr_backend::Machine;
 use vmrr_index::ExecSliceRow;
 
+use super::dense::{DenseCache, DENSE_STEPS};
 use super::probes::{pos_of, read_watch, step_and_check, Hit, HitKind, Probes};
 use super::WatchKind;
 use crate::trace::Trace;
@@ -207,8 +208,10 @@ impl Search<'_> {
     }
 
     /// The last hit strictly before icount `from`, replaying the slices the
-    /// filter admits, newest first, `jobs` at a time.
-    pub(super) fn backward(&self, from: u64, jobs: usize) -> Result<Option<Hit>, TraceError> {
+    /// filter admits, newest first, `jobs` at a time. The hit comes with the
+    /// machine that found it and the dense snapshots it kept on the way, so
+    /// the caller moves there replaying at most `DENSE_STEPS`.
+    pub(super) fn backward(&self, from: u64, jobs: usize) -> Result<Option<(Hit, Found)>, TraceError> {
         let Search {
             trace,
             vm,
@@ -218,23 +221,20 @@ impl Search<'_> {
             progress,
         } = *self;
         let cps = trace.checkpoints(vm);
-        // (checkpoint index, slice start, slice end), newest first.
-        let slices: Vec<(usize, u64, u64)> = (0..cps.len())
+        // (checkpoint index, slice end), newest first.
+        let slices: Vec<(usize, u64)> = (0..cps.len())
             .rev()
             .filter(|&k| cps[k].icount < from && filter.may_hit(k))
-            .map(|k| {
-                let end = cps.get(k + 1).map(|c| c.icount).unwrap_or(u64::MAX).min(from);
-                (k, cps[k].icount, end)
-            })
+            .map(|k| (k, cps.get(k + 1).map(|c| c.icount).unwrap_or(u64::MAX).min(from)))
             .collect();
         let total = slices.len().max(1);
         for (batch_no, batch) in slices.chunks(jobs.max(1)).enumerate() {
             let results: Mutex<Vec<SliceOutcome>> = Mutex::new(Vec::new());
             std::thread::scope(|scope| {
-                for (i, &(k, start, end)) in batch.iter().enumerate() {
+                for (i, &(k, end)) in batch.iter().enumerate() {
                     let results = &results;
                     scope.spawn(move || {
-                        let r = scan_slice(trace, vm, k, start, end, probes, cancel);
+                        let r = scan_slice(trace, vm, k, end, probes, cancel);
                         if let Ok(mut all) = results.lock() {
                             all.push((i, r));
                         }
@@ -244,8 +244,8 @@ impl Search<'_> {
             let mut results = results.into_inner().unwrap_or_default();
             results.sort_by_key(|(i, _)| *i);
             for (_, r) in results {
-                if let Some(hit) = r? {
-                    return Ok(Some(hit));
+                if let Some(found) = r? {
+                    return Ok(Some(found));
                 }
             }
             if cancel.load(Ordering::Relaxed) {
@@ -257,24 +257,35 @@ impl Search<'_> {
     }
 }
 
-/// A slice's place in its batch, and its last hit.
-type SliceOutcome = (usize, Result<Option<Hit>, TraceError>);
+/// What a backward search leaves besides its hit: the machine that scanned
+/// the hit's slice (standing at the slice's end), the inputs it consumed,
+/// and the dense snapshots it kept of that slice.
+pub(super) struct Found {
+    /// The machine, at the end of the scanned span.
+    pub machine: Machine,
+    /// Inputs it has consumed.
+    pub next_input: usize,
+    /// Snapshots of the slice, following `machine`.
+    pub dense: DenseCache,
+}
 
-/// Replays slice `[start, end)` from checkpoint `k` and returns its last hit.
+/// A slice's place in its batch, and its last hit.
+type SliceOutcome = (usize, Result<Option<(Hit, Found)>, TraceError>);
+
+/// Replays slice `k` from its checkpoint up to `end` and returns its last
+/// hit, keeping dense snapshots on the way.
 fn scan_slice(
     trace: &Trace,
     vm: usize,
     k: usize,
-    start: u64,
     end: u64,
     probes: &Probes,
     cancel: &AtomicBool,
-) -> Result<Option<Hit>, TraceError> {
-    let (mut m, mut next) = trace.machine_at_checkpoint(vm, k)?;
-    debug_assert_eq!(m.icount(), start);
+) -> Result<Option<(Hit, Found)>, TraceError> {
+    let (mut dense, mut m, mut next) = DenseCache::for_slice(trace, vm, k)?;
+    let mut last = None;
     if probes.watchpoints.is_empty() {
         // Breakpoints only: let the engine stop at each hit; keep the last.
-        let mut last = None;
         let hit_here = |m: &Machine| Hit {
             pos: pos_of(vm, m),
             kind: HitKind::Breakpoint { addr: m.regs().rip },
@@ -285,40 +296,50 @@ fn scan_slice(
         m.set_breakpoints(&probes.breakpoints);
         while m.icount() < end && m.finished().is_none() {
             let before = m.icount();
-            trace.run_to(vm, &mut m, &mut next, end.min(before + CHUNK), usize::MAX)?;
+            trace.run_to(vm, &mut m, &mut next, end.min(before + DENSE_STEPS), usize::MAX)?;
             if m.breakpoint_hit().is_some() && m.icount() < end {
                 last = Some(hit_here(&m));
             }
+            dense.keep_up(trace, vm, &mut m, next)?;
             if m.icount() == before || cancel.load(Ordering::Relaxed) {
                 break;
             }
         }
-        return Ok(if cancel.load(Ordering::Relaxed) {
-            None
-        } else {
-            last
-        });
-    }
-    let mut old: Vec<Vec<u8>> = probes.watchpoints.iter().map(|w| read_watch(&m, w)).collect();
-    let mut last = None;
-    while m.icount() < end && m.finished().is_none() {
-        // A breakpoint hit is a position before the instruction at it.
-        if !m.is_halted() && probes.breakpoints.contains(&m.regs().rip) {
-            last = Some(Hit {
-                pos: pos_of(vm, &m),
-                kind: HitKind::Breakpoint { addr: m.regs().rip },
-            });
-        }
-        let before = m.icount();
-        if let Some(hit) = step_and_check(trace, vm, &mut m, &mut next, probes, &mut old, true)? {
-            last = Some(hit);
-        }
-        if m.icount() == before {
-            break;
-        }
-        if m.icount().is_multiple_of(4096) && cancel.load(Ordering::Relaxed) {
-            return Ok(None);
+        m.set_breakpoints(&[]);
+    } else {
+        let mut old: Vec<Vec<u8>> = probes.watchpoints.iter().map(|w| read_watch(&m, w)).collect();
+        while m.icount() < end && m.finished().is_none() {
+            // A breakpoint hit is a position before the instruction at it.
+            if !m.is_halted() && probes.breakpoints.contains(&m.regs().rip) {
+                last = Some(Hit {
+                    pos: pos_of(vm, &m),
+                    kind: HitKind::Breakpoint { addr: m.regs().rip },
+                });
+            }
+            let before = m.icount();
+            if let Some(hit) = step_and_check(trace, vm, &mut m, &mut next, probes, &mut old, true)? {
+                last = Some(hit);
+            }
+            if m.icount() == before {
+                break;
+            }
+            dense.keep_up(trace, vm, &mut m, next)?;
+            if m.icount().is_multiple_of(4096) && cancel.load(Ordering::Relaxed) {
+                break;
+            }
         }
     }
-    Ok(last)
+    if cancel.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    Ok(last.map(|hit| {
+        (
+            hit,
+            Found {
+                machine: m,
+                next_input: next,
+                dense,
+            },
+        )
+    }))
 }

@@ -12,6 +12,10 @@ use vmrr_backend::MachineState;
 use super::pages::{PageStore, PAGE_BYTES};
 use super::TraceError;
 
+/// Largest checkpoint file read, and largest JSON it may unpack to: a 3 GiB
+/// VM that changed every page lists 786 432 of them, about 80 MB of JSON.
+pub const MAX_CHECKPOINT_BYTES: u64 = 256 << 20;
+
 /// What one checkpoint file holds.
 #[derive(Serialize, Deserialize)]
 pub struct CheckpointFile {
@@ -63,7 +67,8 @@ impl CheckpointFile {
         Ok((rel, hash))
     }
 
-    /// Reads a checkpoint file, checking it against the hash the index
+    /// Reads a checkpoint file (a regular file of at most
+    /// [`MAX_CHECKPOINT_BYTES`]), checking it against the hash the index
     /// holds for it (`None`: a checkpoint recorded before hashes were kept).
     pub fn read(trace: &Path, rel: &Path, hash: Option<&str>) -> Result<CheckpointFile, TraceError> {
         let path = trace.join(rel);
@@ -71,8 +76,13 @@ impl CheckpointFile {
             path: path.clone(),
             problem,
         };
-        let packed = std::fs::read(&path)
-            .map_err(|e| damaged(format!("checkpoint is missing or unreadable ({e})")))?;
+        let packed = vmrr_backend::input::read_limited(&path, "a checkpoint file", MAX_CHECKPOINT_BYTES)
+            .map_err(|e| {
+                damaged(format!(
+                    "checkpoint is missing or unreadable (it {})",
+                    e.problem()
+                ))
+            })?;
         if let Some(want) = hash {
             let found = blake3::hash(&packed).to_hex().to_string();
             if found != want {
@@ -81,7 +91,18 @@ impl CheckpointFile {
                 )));
             }
         }
-        let json = zstd::decode_all(&packed[..])
+        CheckpointFile::decode(&path, &packed)
+    }
+
+    /// Decodes the bytes of a checkpoint file (zstd, then JSON), unpacking
+    /// at most [`MAX_CHECKPOINT_BYTES`]; `path` names the file in errors.
+    /// Bytes from outside: nothing here may panic or allocate without bound.
+    pub fn decode(path: &Path, packed: &[u8]) -> Result<CheckpointFile, TraceError> {
+        let damaged = |problem: String| TraceError::Damaged {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let json = super::pages::unpack_limited(packed, MAX_CHECKPOINT_BYTES)
             .map_err(|e| damaged(format!("checkpoint does not decompress ({e})")))?;
         serde_json::from_slice(&json).map_err(|e| damaged(format!("checkpoint is not readable ({e})")))
     }
@@ -106,8 +127,12 @@ impl PageMap {
     pub fn materialise(&self, store: &PageStore, mem_bytes: u64) -> Result<Vec<u8>, TraceError> {
         let mut ram = vec![0u8; mem_bytes as usize];
         for (index, hash) in &self.0 {
-            let at = *index as usize * PAGE_BYTES;
-            let Some(slot) = ram.get_mut(at..at + PAGE_BYTES) else {
+            // The index comes from a file: no multiplication may wrap.
+            let slot = usize::try_from(*index)
+                .ok()
+                .and_then(|i| i.checked_mul(PAGE_BYTES))
+                .and_then(|at| ram.get_mut(at..at.checked_add(PAGE_BYTES)?));
+            let Some(slot) = slot else {
                 return Err(TraceError::Invalid(format!(
                     "page {index} lies outside the VM's {mem_bytes} bytes"
                 )));

@@ -74,19 +74,11 @@ impl Trace {
         ))
     }
 
-    /// Builds the execution index rows this trace lacks, replaying slices on
-    /// `jobs` threads; `progress` gets (slices done, slices to do). Returns
-    /// how many rows were written. `cancel` stops it between slices (what is
-    /// done is kept).
-    pub fn build_exec_index(
-        &self,
-        jobs: usize,
-        cancel: &AtomicBool,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<usize, TraceError> {
+    /// The (VM, checkpoint slice) pairs the execution index lacks.
+    pub fn unindexed_slices(&self) -> Result<Vec<(usize, usize)>, TraceError> {
         let mut work = Vec::new();
         for vm in 0..self.config().vms.len() {
-            let have: Vec<u64> = self
+            let have: std::collections::HashSet<u64> = self
                 .index()
                 .exec_slices(vm as VmId)?
                 .iter()
@@ -98,6 +90,20 @@ impl Trace {
                 }
             }
         }
+        Ok(work)
+    }
+
+    /// Builds the execution index rows this trace lacks, replaying slices on
+    /// `jobs` threads; `progress` gets (slices done, slices to do). Returns
+    /// how many rows were written. `cancel` stops it between slices (what is
+    /// done is kept).
+    pub fn build_exec_index(
+        &self,
+        jobs: usize,
+        cancel: &AtomicBool,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<usize, TraceError> {
+        let work = self.unindexed_slices()?;
         let done = AtomicUsize::new(0);
         let next = AtomicUsize::new(0);
         let failure: Mutex<Option<TraceError>> = Mutex::new(None);

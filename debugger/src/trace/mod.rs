@@ -12,14 +12,17 @@
 //! Copying the folder is enough to replay it elsewhere.
 
 pub mod checkpoint;
+mod checks;
 pub mod codec;
 pub mod exec_index;
 mod open;
+pub mod output;
 pub mod pages;
 pub mod record;
 mod seek;
 pub mod verify;
 
+pub use checks::{check_is_trace, is_writable};
 pub use open::{Input, Trace};
 pub use record::image_path;
 pub use verify::{Divergence, SliceResult};
@@ -38,6 +41,11 @@ pub const INDEX_FILE: &str = "index.sqlite";
 pub const IMAGES_DIR: &str = "images";
 /// Folder of the page store.
 pub const PAGES_DIR: &str = "pages";
+/// Meta key naming how checkpoints' state hashes were computed.
+pub const STATE_HASH_META: &str = "state_hash";
+/// [`STATE_HASH_META`] value for `Machine::paged_state_hash`; a trace
+/// without the key used `Machine::state_hash` (RAM hashed whole).
+pub const STATE_HASH_PAGED: &str = "pages";
 
 /// Everything that can go wrong with a trace; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +82,49 @@ pub enum TraceError {
         /// The recorded hash.
         recorded: String,
     },
+    /// The folder given as a trace holds neither an index nor a cluster file.
+    #[error("{}: not a vmrr trace (it has no index.sqlite and no cluster.toml): give the folder `vmrr record -o` wrote", path.display())]
+    NotATrace {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// A guest image copy was removed from the trace.
+    #[error("{}: the guest image of VM '{vm}' was deleted from the trace; replay needs it: put the exact image back there, or record again", path.display())]
+    ImageMissing {
+        /// Where the copy should be.
+        path: PathBuf,
+        /// The VM it belongs to (made printable).
+        vm: String,
+    },
+    /// The folder `record -o` names cannot hold a new trace.
+    #[error("cannot record into {}: {problem}", path.display())]
+    Output {
+        /// The folder.
+        path: PathBuf,
+        /// Why not, and what to do.
+        problem: String,
+    },
+    /// Copying a guest image into the trace failed (reading was checked
+    /// before: this is the write, so the destination is named).
+    #[error("cannot copy guest image {} into the trace as {}: {source}", from.display(), to.display())]
+    CopyImage {
+        /// The image given.
+        from: PathBuf,
+        /// The copy in the trace.
+        to: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A VM name that cannot be a file name in the trace.
+    #[error("VM name '{name}' {source}")]
+    Name {
+        /// The name, made printable.
+        name: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::names::NameError,
+    },
     /// A VM could not be built or run (a fault of the run, not of the trace).
     #[error("VM '{vm}': {source}")]
     Vm {
@@ -109,9 +160,14 @@ pub(crate) fn damaged(path: &Path, problem: impl Into<String>) -> TraceError {
     }
 }
 
-/// blake3 hex of a file's contents.
+/// blake3 hex of a file's contents (a regular file of at most
+/// [`MAX_IMAGE_BYTES`](vmrr_backend::input::MAX_IMAGE_BYTES)).
 pub fn file_hash(path: &Path) -> Result<String, TraceError> {
-    let bytes = std::fs::read(path).map_err(|e| TraceError::io(path, e))?;
+    use vmrr_backend::input::{read_limited, InputError, MAX_IMAGE_BYTES};
+    let bytes = read_limited(path, "a hashed file", MAX_IMAGE_BYTES).map_err(|e| match e {
+        InputError::Io { path, source } => TraceError::Io { path, source },
+        other => TraceError::Invalid(other.to_string()),
+    })?;
     Ok(blake3::hash(&bytes).to_hex().to_string())
 }
 

@@ -9,7 +9,7 @@ use vmrr_index::{CheckpointRow, EventFilter, EventKind, EventRow, ExecSliceRow, 
 
 use super::checkpoint::{CheckpointFile, PageMap};
 use super::pages::PageStore;
-use super::{damaged, file_hash, TraceError, CLUSTER_FILE, INDEX_FILE, PAGES_DIR};
+use super::{damaged, TraceError, CLUSTER_FILE, INDEX_FILE, PAGES_DIR};
 use crate::cluster::ClusterConfig;
 
 /// A frame handed to a VM: the replay input.
@@ -47,12 +47,7 @@ impl Trace {
     /// Opens the trace in `dir`, checking its index and its images' hashes.
     /// `writable` opens the index for bookmarks.
     pub fn open(dir: &Path, writable: bool) -> Result<Trace, TraceError> {
-        if !dir.is_dir() {
-            return Err(TraceError::Invalid(format!(
-                "{} is not a trace directory (record one with `vmrr record CLUSTER.toml -o DIR`)",
-                dir.display()
-            )));
-        }
+        super::checks::check_is_trace(dir)?;
         let index_path = dir.join(INDEX_FILE);
         if !index_path.is_file() {
             return Err(damaged(&index_path, "the index is missing"));
@@ -65,24 +60,16 @@ impl Trace {
         // What replay depends on must be what was recorded, before any of
         // it is shown: a mismatch is damage, named now.
         index.verify_checksums()?;
-        let config = ClusterConfig::load(&dir.join(CLUSTER_FILE))?;
         let rows = index.vms()?;
+        // Before the cluster file, whose own check would call a missing copy
+        // "no such file ... build the guests".
+        super::checks::check_images(dir, &rows)?;
+        let config = ClusterConfig::load(&dir.join(CLUSTER_FILE))?;
         if rows.len() != config.vms.len() {
             return Err(damaged(
                 &dir.join(CLUSTER_FILE),
                 format!("lists {} VMs but the index has {}", config.vms.len(), rows.len()),
             ));
-        }
-        for row in &rows {
-            let path = dir.join(&row.image);
-            let found = file_hash(&path).map_err(|_| damaged(&path, "the guest image copy is missing"))?;
-            if found != row.image_hash {
-                return Err(TraceError::ImageMismatch {
-                    path,
-                    found,
-                    recorded: row.image_hash.clone(),
-                });
-            }
         }
         let mut checkpoints = Vec::new();
         let mut inputs = Vec::new();

@@ -54,12 +54,22 @@ impl PageStore {
 
     /// Reads the page called `hash`, checking that its contents still have that hash.
     pub fn get(&self, hash: &str) -> Result<Vec<u8>, TraceError> {
+        // A hash comes from a checkpoint file: it must not name a path.
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TraceError::Damaged {
+                path: self.root.clone(),
+                problem: format!(
+                    "a checkpoint names the page '{}', which is not a page address",
+                    crate::describe::printable(hash)
+                ),
+            });
+        }
         let path = self.path_of(hash);
         let packed = std::fs::read(&path).map_err(|e| TraceError::Damaged {
             path: path.clone(),
             problem: format!("memory page is missing or unreadable ({e})"),
         })?;
-        let page = zstd::decode_all(&packed[..]).map_err(|e| TraceError::Damaged {
+        let page = unpack_limited(&packed, PAGE_BYTES as u64).map_err(|e| TraceError::Damaged {
             path: path.clone(),
             problem: format!("memory page does not decompress ({e})"),
         })?;
@@ -76,6 +86,22 @@ impl PageStore {
     pub fn bytes(&self) -> u64 {
         dir_bytes(&self.root)
     }
+}
+
+/// Decompresses zstd `packed`, refusing more than `limit` bytes of output: a
+/// few bytes of a hostile file cannot unpack to gigabytes.
+pub fn unpack_limited(packed: &[u8], limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    zstd::stream::read::Decoder::with_buffer(packed)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)?;
+    if out.len() as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "unpacks to more than {limit} bytes"
+        )));
+    }
+    Ok(out)
 }
 
 /// Bytes of all files below `dir`.

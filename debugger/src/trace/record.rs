@@ -16,14 +16,18 @@ use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, FrameRow, Index,
 use super::checkpoint::CheckpointFile;
 use super::codec::RowEncoder;
 use super::exec_index::slice_row;
+use super::output::OutputDir;
 use super::pages::{dir_bytes, PageStore, PAGE_BYTES};
-use super::{file_hash, TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR};
+use super::{TraceError, CLUSTER_FILE, IMAGES_DIR, INDEX_FILE, PAGES_DIR, STATE_HASH_META, STATE_HASH_PAGED};
 use crate::cluster::config::FaultKind;
 use crate::cluster::{Cluster, ClusterConfig, ClusterEvent, ClusterOptions, ClusterStop, FrameRecord};
+use vmrr_backend::state::{hex, paged_state_hash};
 
 /// Default steps between two checkpoints of a VM: small enough that seeking
-/// anywhere replays at most ~0.17 s at this host's ~120k steps/s.
-pub const DEFAULT_CHECKPOINT_STEPS: u64 = 20_000;
+/// anywhere replays at most ~0.09 s at this host's ~120k steps/s, and
+/// cheap enough that recording barely notices (a checkpoint hashes only the
+/// pages that changed).
+pub const DEFAULT_CHECKPOINT_STEPS: u64 = 10_000;
 
 /// How to record.
 #[derive(Debug, Clone)]
@@ -36,6 +40,8 @@ pub struct RecordOptions {
     pub max_steps: u64,
     /// Stop at this virtual time.
     pub max_vtime_ns: u64,
+    /// Replace the output folder if it already holds a trace.
+    pub force: bool,
 }
 
 impl Default for RecordOptions {
@@ -45,6 +51,7 @@ impl Default for RecordOptions {
             jobs: usize::MAX,
             max_steps: 100_000_000,
             max_vtime_ns: u64::MAX,
+            force: false,
         }
     }
 }
@@ -182,7 +189,7 @@ impl Recorder {
         dirty.sort_unstable();
         dirty.dedup();
         let state = machine.capture_core().map_err(err)?;
-        let hash = vmrr_backend::state::hex(&machine.state_hash().map_err(err)?);
+
         let mut changed = Vec::new();
         let mut zeroed = Vec::new();
         let mut page = [0u8; PAGE_BYTES];
@@ -200,6 +207,11 @@ impl Recorder {
                 changed.push((index, h));
             }
         }
+        // The recorder already knows every page's hash: hashing them (not
+        // RAM) keeps a checkpoint's cost proportional to what changed.
+        let engine = machine.engine_state().map_err(err)?;
+        let pages = self.vms[vm].pages.iter().map(|(i, h)| (*i, h.as_str()));
+        let hash = hex(&paged_state_hash(&engine, pages));
         let file = CheckpointFile {
             vm,
             icount,
@@ -270,23 +282,35 @@ fn describe_fault(config: &ClusterConfig, kind: &FaultKind) -> (String, Vec<usiz
     }
 }
 
-/// Prepares an empty trace folder (refusing to overwrite anything).
-fn create_dir(out: &Path) -> Result<(), TraceError> {
-    if out.exists() {
-        let empty = std::fs::read_dir(out)
-            .map(|mut d| d.next().is_none())
-            .unwrap_or(false);
-        if !empty {
-            return Err(TraceError::Invalid(format!(
-                "{} already exists and is not empty: choose another -o or remove it",
-                out.display()
-            )));
-        }
+/// Reads and checks every VM's name and image before anything is written,
+/// so that a bad image is named as the user gave it (not as the trace's
+/// copy) and a failed check leaves no folder behind. Returns each VM's
+/// image bytes, read once per distinct file.
+fn preflight(config: &ClusterConfig) -> Result<Vec<std::sync::Arc<Vec<u8>>>, TraceError> {
+    let mut read: BTreeMap<&Path, std::sync::Arc<Vec<u8>>> = BTreeMap::new();
+    let mut images = Vec::new();
+    for vm in &config.vms {
+        // The name becomes images/<name>.elf: it must be a plain file name.
+        crate::names::check_vm_name(&vm.name).map_err(|source| TraceError::Name {
+            name: crate::describe::printable(&vm.name),
+            source,
+        })?;
+        let err = |source| TraceError::Vm {
+            vm: vm.name.clone(),
+            source,
+        };
+        let bytes = match read.get(vm.image.as_path()) {
+            Some(bytes) => bytes.clone(),
+            None => {
+                let bytes = std::sync::Arc::new(vmrr_backend::boot::read_image(&vm.image).map_err(err)?);
+                read.insert(&vm.image, bytes.clone());
+                bytes
+            }
+        };
+        vmrr_backend::boot::inspect(&vm.image, &bytes, vm.config.mem_bytes).map_err(err)?;
+        images.push(bytes);
     }
-    for dir in [out.to_path_buf(), out.join(IMAGES_DIR), out.join(PAGES_DIR)] {
-        std::fs::create_dir_all(&dir).map_err(|e| TraceError::io(&dir, e))?;
-    }
-    Ok(())
+    Ok(images)
 }
 
 /// Records `config` into the new trace folder `out`. `interrupted` stops the
@@ -299,21 +323,28 @@ pub fn record(
     interrupted: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<RecordSummary, TraceError> {
-    create_dir(out)?;
+    let images = preflight(config)?;
+    // Declared before everything that writes into it, so that on an early
+    // failure those are closed first and the folder then removed.
+    let mut folder = OutputDir::prepare(out, options.force)?;
     // The trace is self-contained: it runs its own copies of the images.
     let mut traced = config.clone();
     let mut index = Index::create(out.join(INDEX_FILE))?;
     for (i, vm) in config.vms.iter().enumerate() {
         let rel = image_path(&vm.name);
         let copy = out.join(&rel);
-        std::fs::copy(&vm.image, &copy).map_err(|e| TraceError::io(&vm.image, e))?;
+        std::fs::write(&copy, &*images[i]).map_err(|source| TraceError::CopyImage {
+            from: vm.image.clone(),
+            to: copy.clone(),
+            source,
+        })?;
         traced.vms[i].image = copy.clone();
         let mac: Vec<String> = vm.mac.iter().map(|b| format!("{b:02x}")).collect();
         index.set_vm(&VmRow {
             id: i as u32,
             name: vm.name.clone(),
             image: rel,
-            image_hash: file_hash(&copy)?,
+            image_hash: blake3::hash(&images[i]).to_hex().to_string(),
             mem_bytes: vm.config.mem_bytes,
             cmdline: vm.config.cmdline.clone(),
             instr_per_us: vm.config.instr_per_us,
@@ -330,6 +361,7 @@ pub fn record(
     index.set_meta("vmrr_version", env!("CARGO_PKG_VERSION"))?;
     index.set_meta("seed", &config.seed.to_string())?;
     index.set_meta("checkpoint_every", &options.checkpoint_every.to_string())?;
+    index.set_meta(STATE_HASH_META, STATE_HASH_PAGED)?;
     index.set_meta("source", &config.file.display().to_string())?;
 
     let cluster_options = ClusterOptions {
@@ -363,6 +395,8 @@ pub fn record(
         cluster.machine_mut(vm).set_exec_log(true);
     }
     rec.index.flush()?;
+    // From here the trace replays (to its last checkpoint) whatever happens.
+    folder.keep();
 
     let mut failure: Option<TraceError> = None;
     let mut last_progress = Instant::now();
@@ -392,7 +426,8 @@ pub fn record(
                 }
                 let mut flushed = false;
                 for vm in 0..n {
-                    let due = c.machine(vm).icount() >= rec.vms[vm].last_checkpoint.unwrap_or(0) + every;
+                    let due = c.machine(vm).icount()
+                        >= rec.vms[vm].last_checkpoint.unwrap_or(0).saturating_add(every);
                     if due && c.vm_stop(vm).is_none() {
                         rec.checkpoint(vm, c.machine_mut(vm))?;
                         flushed = true;

@@ -13,7 +13,7 @@ use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, VmId};
 use super::checkpoint::CheckpointFile;
 use super::codec::{describe, regenerable, same, RowEncoder};
 use super::open::Trace;
-use super::TraceError;
+use super::{TraceError, STATE_HASH_META, STATE_HASH_PAGED};
 
 /// Where a replay first disagreed with the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,12 @@ impl Trace {
         let recorded = self.recorded_rows(vm, from, to)?;
         let first_difference = first_difference(&recorded, &produced);
         let steps = machine.icount().saturating_sub(from.icount);
-        let hash = vmrr_backend::state::hex(&machine.state_hash().map_err(|e| self.vm_error(vm, e))?);
+        let hash = if self.index().meta(STATE_HASH_META)?.as_deref() == Some(STATE_HASH_PAGED) {
+            machine.paged_state_hash()
+        } else {
+            machine.state_hash()
+        };
+        let hash = vmrr_backend::state::hex(&hash.map_err(|e| self.vm_error(vm, e))?);
         let state_matches =
             outcome.is_ok() && hash == to.state_hash && machine.icount() == to.icount && next == limit;
         let mut result = SliceResult {

@@ -33,8 +33,9 @@ impl Widget for MemoryPane<'_> {
             .chunks(per)
             .take(inner.height as usize)
             .enumerate()
-            .map(|(r, row)| {
-                let addr = mem.addr + (r * per) as u64;
+            // Rows past the top of the address space do not exist.
+            .map_while(|(r, row)| Some((mem.addr.checked_add((r * per) as u64)?, row)))
+            .map(|(addr, row)| {
                 let mut hex = String::new();
                 let mut ascii = String::new();
                 for b in row {

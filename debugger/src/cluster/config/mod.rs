@@ -10,6 +10,8 @@
 
 mod parse;
 mod raw;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -24,9 +26,28 @@ pub const MIN_LATENCY_NS: u64 = 1_000;
 /// Latency of the links a file does not give one, and of a one-VM cluster.
 const DEFAULT_LATENCY_NS: u64 = 50_000;
 
+/// Longest link latency (`latency_us`) and largest extra delay of a `delay`
+/// fault (`extra_us`): one hour of virtual time. Far beyond any network, and
+/// small enough that send time + latency + every delay cannot wrap.
+pub const MAX_LATENCY_US: u64 = 3_600_000_000;
+
+/// Latest time a fault may name (`at_us`, `until_us`): 10^12 µs, about
+/// 11.6 days of virtual time (in ns it stays far below 2^63, the largest
+/// time the index stores).
+pub const MAX_TIME_US: u64 = 1_000_000_000_000;
+
+/// Largest bandwidth (`bandwidth_mbps`): 1 Tbit/s.
+pub const MAX_BANDWIDTH_MBPS: u64 = 1_000_000;
+
+/// Most VMs in one cluster (each is a KVM VM with its own memory).
+pub const MAX_VMS: usize = 1024;
+
+/// Largest cluster file read: a thousand VMs with faults fit many times.
+pub const MAX_CLUSTER_FILE_BYTES: u64 = 1 << 20;
+
 /// A configuration error with its position.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {field}: {message}")]
+#[error("{}{}: {field}: {message}", file.display(), at_line(*line))]
 pub struct ConfigError {
     /// The configuration file.
     pub file: PathBuf,
@@ -36,6 +57,15 @@ pub struct ConfigError {
     pub field: String,
     /// What is wrong and what to write instead.
     pub message: String,
+}
+
+/// `:N` for a known line, nothing for a problem with the whole file.
+fn at_line(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 /// One VM of the cluster, resolved.
@@ -115,20 +145,33 @@ pub struct ClusterConfig {
     pub faults: Vec<FaultSpec>,
 }
 
-/// The default MAC of VM number `index`: 52:54:00:12:34:<index+1>, as the guest kit expects.
+/// The default MAC of VM number `index`: 52:54:00:12:34:<index+1> for the
+/// first 254 VMs, as the guest kit expects (it reads its node number from
+/// the last byte, 1 to 254); 52:54:00:13:<index as 16 bits> beyond, so that
+/// no two VMs of up to [`MAX_VMS`] share one.
 pub fn default_mac(index: usize) -> [u8; 6] {
-    [0x52, 0x54, 0x00, 0x12, 0x34, (index as u8).wrapping_add(1)]
+    match u8::try_from(index + 1) {
+        Ok(last) if last < 0xff => [0x52, 0x54, 0x00, 0x12, 0x34, last],
+        _ => {
+            let [hi, lo] = (index as u16).to_be_bytes();
+            [0x52, 0x54, 0x00, 0x13, hi, lo]
+        }
+    }
 }
 
 impl ClusterConfig {
     /// A one-VM cluster for `vmrr record image.elf`: the VM is called `vm0`.
     pub fn single(image: &Path, config: VmConfig) -> Result<ClusterConfig, ConfigError> {
-        if !image.is_file() {
+        if let Err(e) = vmrr_backend::input::check_regular(image) {
             return Err(ConfigError {
                 file: image.to_path_buf(),
                 line: 0,
                 field: "image".into(),
-                message: "no such file".into(),
+                message: format!(
+                    "{} {}: give the path of an ELF64 guest image",
+                    image.display(),
+                    e.problem()
+                ),
             });
         }
         Ok(ClusterConfig {

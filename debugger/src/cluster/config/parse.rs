@@ -12,17 +12,27 @@ use vmrr_backend::VmConfig;
 use super::raw::{RawFault, RawFile, RawLink, RawNetwork, RawVm};
 use super::{
     default_mac, ClusterConfig, ConfigError, FaultKind, FaultSpec, LinkSpec, VmSpec, DEFAULT_LATENCY_NS,
-    MIN_LATENCY_NS,
+    MAX_BANDWIDTH_MBPS, MAX_CLUSTER_FILE_BYTES, MAX_LATENCY_US, MAX_TIME_US, MAX_VMS, MIN_LATENCY_NS,
 };
+use crate::names::check_vm_name;
 
 impl ClusterConfig {
-    /// Reads and checks a cluster file.
+    /// Reads and checks a cluster file: a regular file of at most
+    /// [`MAX_CLUSTER_FILE_BYTES`] of UTF-8 text.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let file_error = |message: String| ConfigError {
             file: path.to_path_buf(),
             line: 0,
             field: "file".into(),
-            message: format!("cannot read it: {e}"),
+            message,
+        };
+        let bytes = vmrr_backend::input::read_limited(path, "a cluster file", MAX_CLUSTER_FILE_BYTES)
+            .map_err(|e| file_error(format!("cannot read it: it {}", e.problem())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            file_error(format!(
+                "is not UTF-8 text (invalid byte at offset {}): a cluster file is TOML",
+                e.utf8_error().valid_up_to()
+            ))
         })?;
         ClusterConfig::parse(path, &text)
     }
@@ -88,21 +98,44 @@ impl Lines<'_> {
     }
 }
 
-/// A link latency given in µs, in ns, refused below [`MIN_LATENCY_NS`].
+/// A link latency given in µs, in ns: at least [`MIN_LATENCY_NS`], at most
+/// [`MAX_LATENCY_US`].
 fn latency_ns(lines: &Lines, latency_us: &Spanned<u64>, field: &str) -> Result<u64, ConfigError> {
-    let ns = latency_us.get_ref().saturating_mul(1000);
+    let us = *latency_us.get_ref();
+    if us > MAX_LATENCY_US {
+        return lines.err(
+            latency_us.span(),
+            field,
+            format!("{us} µs is above the maximum link latency of {MAX_LATENCY_US} µs (one hour)"),
+        );
+    }
+    let ns = us * 1000; // cannot overflow below MAX_LATENCY_US
     if ns < MIN_LATENCY_NS {
         return lines.err(
             latency_us.span(),
             field,
             format!(
-                "{} µs is below the minimum link latency of {} µs",
-                latency_us.get_ref(),
+                "{us} µs is below the minimum link latency of {} µs",
                 MIN_LATENCY_NS / 1000
             ),
         );
     }
     Ok(ns)
+}
+
+/// A time of the fault schedule given in µs (`at_us`, `until_us`), in ns:
+/// from 0 to [`MAX_TIME_US`].
+fn time_ns(lines: &Lines, us: &Spanned<i64>, field: &str) -> Result<u64, ConfigError> {
+    let value = *us.get_ref();
+    match u64::try_from(value) {
+        Err(_) => lines.err(us.span(), field, "is in the past: virtual time starts at 0"),
+        Ok(v) if v > MAX_TIME_US => lines.err(
+            us.span(),
+            field,
+            format!("{v} µs is beyond the latest time a fault may name, {MAX_TIME_US} µs (about 11.6 days)"),
+        ),
+        Ok(v) => Ok(v * 1000), // cannot overflow below MAX_TIME_US
+    }
 }
 
 /// `[network]`: the default link latency and the optional bandwidth (bits per second).
@@ -115,14 +148,14 @@ fn network(lines: &Lines, raw: Option<&RawNetwork>) -> Result<(u64, Option<u64>)
         None => DEFAULT_LATENCY_NS,
     };
     let bandwidth = match &n.bandwidth_mbps {
-        Some(b) if *b.get_ref() == 0 => {
+        Some(b) if !(1..=MAX_BANDWIDTH_MBPS).contains(b.get_ref()) => {
             return lines.err(
                 b.span(),
                 "network.bandwidth_mbps",
-                "must be positive (or omitted for unlimited)",
+                format!("must be between 1 and {MAX_BANDWIDTH_MBPS} (1 Tbit/s), or omitted for unlimited"),
             )
         }
-        Some(b) => Some(b.get_ref().saturating_mul(1_000_000)),
+        Some(b) => Some(b.get_ref() * 1_000_000),
         None => None,
     };
     Ok((latency, bandwidth))
@@ -135,6 +168,13 @@ fn vms(lines: &Lines, base: &Path, seed: u64, raw: &[RawVm]) -> Result<Vec<VmSpe
             0..0,
             "vm",
             "the cluster has no VM: add at least one [[vm]] table with name and image",
+        );
+    }
+    if raw.len() > MAX_VMS {
+        return lines.err(
+            raw[MAX_VMS].name.span(),
+            format!("vm[{MAX_VMS}]"),
+            format!("a cluster has at most {MAX_VMS} VMs; this file has {}", raw.len()),
         );
     }
     let mut vms: Vec<VmSpec> = Vec::new();
@@ -155,12 +195,8 @@ fn vm(
     earlier: &[VmSpec],
 ) -> Result<VmSpec, ConfigError> {
     let name = v.name.get_ref().trim().to_string();
-    if name.is_empty() || name.contains(char::is_whitespace) {
-        return lines.err(
-            v.name.span(),
-            format!("vm[{i}].name"),
-            "must be a non-empty word without spaces",
-        );
+    if let Err(e) = check_vm_name(&name) {
+        return lines.err(v.name.span(), format!("vm[{i}].name"), e.to_string());
     }
     if let Some(j) = earlier.iter().position(|o| o.name == name) {
         return lines.err(
@@ -170,15 +206,25 @@ fn vm(
         );
     }
     let image = base.join(v.image.get_ref());
-    if !image.is_file() {
-        return lines.err(
-            v.image.span(),
-            format!("vm[{i}].image"),
-            format!(
-                "no such file: {} (paths are relative to the cluster file; build the guests with `cargo build`)",
-                image.display()
-            ),
-        );
+    match vmrr_backend::input::check_regular(&image) {
+        Ok(_) => {}
+        Err(e) if e.is_missing() => {
+            return lines.err(
+                v.image.span(),
+                format!("vm[{i}].image"),
+                format!(
+                    "no such file: {} (paths are relative to the cluster file; build the guests with `cargo build`)",
+                    image.display()
+                ),
+            )
+        }
+        Err(e) => {
+            return lines.err(
+                v.image.span(),
+                format!("vm[{i}].image"),
+                format!("{} {}: give an ELF64 guest image", image.display(), e.problem()),
+            )
+        }
     }
     let mut config = VmConfig {
         cmdline: v.cmdline.clone(),
@@ -220,10 +266,15 @@ fn vm(
     };
     if let Some(j) = earlier.iter().position(|o| o.mac == mac) {
         let span = v.mac.as_ref().map(|m| m.span()).unwrap_or(v.name.span());
+        let whose = if v.mac.is_some() {
+            String::new()
+        } else {
+            " (this VM has no mac line: its default collides; give it a mac)".to_string()
+        };
         return lines.err(
             span,
             format!("vm[{i}].mac"),
-            format!("duplicate MAC (also vm[{j}] '{}')", earlier[j].name),
+            format!("duplicate MAC (also vm[{j}] '{}'){whose}", earlier[j].name),
         );
     }
     Ok(VmSpec {
@@ -242,7 +293,8 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
     }
     let mut mac = [0u8; 6];
     for (slot, part) in mac.iter_mut().zip(parts) {
-        if part.len() != 2 {
+        // from_str_radix alone would take "+f".
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *slot = u8::from_str_radix(part, 16).ok()?;
@@ -296,9 +348,25 @@ impl VmNames<'_> {
 
 /// Every `[[link]]`: a latency override between two VMs.
 fn links(names: &VmNames, raw: &[RawLink]) -> Result<Vec<LinkSpec>, ConfigError> {
-    let mut links = Vec::new();
+    let mut links: Vec<LinkSpec> = Vec::new();
     for (i, l) in raw.iter().enumerate() {
-        let between = names.pair(&l.between, &format!("link[{i}].between"))?;
+        let field = format!("link[{i}].between");
+        let between = names.pair(&l.between, &field)?;
+        let (a, b) = between;
+        // Only the first link of a pair would ever be used: a second one is a mistake.
+        if let Some(j) = links
+            .iter()
+            .position(|o| o.between == (a, b) || o.between == (b, a))
+        {
+            return names.lines.err(
+                l.between.span(),
+                field,
+                format!(
+                    "a second link between '{}' and '{}' (also link[{j}]): give each pair one [[link]]",
+                    names.vms[a].name, names.vms[b].name
+                ),
+            );
+        }
         let latency_ns = latency_ns(names.lines, &l.latency_us, &format!("link[{i}].latency_us"))?;
         links.push(LinkSpec { between, latency_ns });
     }
@@ -312,14 +380,7 @@ fn faults(names: &VmNames, raw: &[RawFault]) -> Result<Vec<FaultSpec>, ConfigErr
     let mut last_at = 0;
     for (i, f) in raw.iter().enumerate() {
         let at = *f.at_us.get_ref();
-        if at < 0 {
-            return lines.err(
-                f.at_us.span(),
-                format!("fault[{i}].at_us"),
-                "is in the past: virtual time starts at 0",
-            );
-        }
-        let at_ns = (at as u64).saturating_mul(1000);
+        let at_ns = time_ns(lines, &f.at_us, &format!("fault[{i}].at_us"))?;
         if at_ns < last_at {
             return lines.err(
                 f.at_us.span(),
@@ -331,26 +392,29 @@ fn faults(names: &VmNames, raw: &[RawFault]) -> Result<Vec<FaultSpec>, ConfigErr
             );
         }
         last_at = at_ns;
-        let kind = fault_kind(names, i, f, at_ns)?;
+        let kind = fault_kind(names, i, f)?;
         faults.push(FaultSpec { at_ns, kind });
     }
     Ok(faults)
 }
 
-/// What `[[fault]]` number `i`, taking effect at `at_ns`, does.
-fn fault_kind(names: &VmNames, i: usize, f: &RawFault, at_ns: u64) -> Result<FaultKind, ConfigError> {
+/// What `[[fault]]` number `i` does.
+fn fault_kind(names: &VmNames, i: usize, f: &RawFault) -> Result<FaultKind, ConfigError> {
     let lines = names.lines;
     let at = *f.at_us.get_ref();
     let until = |field: &str| -> Result<u64, ConfigError> {
-        match &f.until_us {
-            Some(u) if *u.get_ref() * 1000 <= at_ns as i64 => lines.err(
+        let Some(u) = &f.until_us else {
+            return Ok(u64::MAX);
+        };
+        let field = format!("fault[{i}].{field}");
+        if *u.get_ref() <= at {
+            return lines.err(
                 u.span(),
-                format!("fault[{i}].{field}"),
+                field,
                 format!("{} µs is not after at_us = {at} µs", u.get_ref()),
-            ),
-            Some(u) => Ok((*u.get_ref() as u64).saturating_mul(1000)),
-            None => Ok(u64::MAX),
+            );
         }
+        time_ns(lines, u, &field)
     };
     let need_between = |kind: &str| -> Result<(usize, usize), ConfigError> {
         match &f.between {
@@ -413,9 +477,19 @@ fn fault_kind(names: &VmNames, i: usize, f: &RawFault, at_ns: u64) -> Result<Fau
                     "a delay fault needs extra_us = N",
                 );
             };
+            if *extra.get_ref() > MAX_LATENCY_US {
+                return lines.err(
+                    extra.span(),
+                    format!("fault[{i}].extra_us"),
+                    format!(
+                        "{} µs is above the largest delay of {MAX_LATENCY_US} µs (one hour)",
+                        extra.get_ref()
+                    ),
+                );
+            }
             FaultKind::Delay {
                 between,
-                extra_ns: extra.get_ref().saturating_mul(1000),
+                extra_ns: extra.get_ref() * 1000, // cannot overflow below MAX_LATENCY_US
                 until_ns: until("until_us")?,
             }
         }

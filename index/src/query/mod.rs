@@ -6,22 +6,25 @@
 
 use std::fmt::Write as _;
 
-use rusqlite::{OptionalExtension, Row};
+use rusqlite::Row;
 
-use crate::error::{IndexError, Result, SqlContext};
+use crate::error::{Result, SqlContext};
+use crate::kinds::known_kinds;
 use crate::pos::Position;
-use crate::rows::{
-    CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, VmId, VmRow,
-};
+use crate::rows::{CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, VmId, VmRow};
 use crate::Index;
+
+mod frames;
+mod trace_info;
 
 /// Columns read by [`event_from_row`], in order.
 pub(crate) const EVENT_COLS: &str = "id, vm, icount, vtime_ns, kind, value, payload, text";
 pub(crate) const FRAME_COLS: &str =
     "id, src, dst, len, sent_icount, sent_vtime_ns, arrival_ns, recv_icount, \
                           recv_vtime_ns, fate, payload";
-const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest, file_hash";
-const VM_COLS: &str = "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \
+pub(super) const CHECKPOINT_COLS: &str = "vm, icount, vtime_ns, state_hash, manifest, file_hash";
+pub(super) const VM_COLS: &str =
+    "id, name, image, image_hash, mem_bytes, cmdline, instr_per_us, mac, final_icount, \
                        final_vtime_ns, stop";
 
 /// The order of the cluster ([`crate::Pos`], then event id), in SQL, ascending.
@@ -81,7 +84,7 @@ pub(crate) fn frame_from_row(r: &Row<'_>) -> rusqlite::Result<FrameRow> {
     })
 }
 
-fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<CheckpointRow> {
+pub(super) fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<CheckpointRow> {
     Ok(CheckpointRow {
         vm: r.get(0)?,
         icount: get_u64(r, 1)?,
@@ -92,7 +95,7 @@ fn checkpoint_from_row(r: &Row<'_>) -> rusqlite::Result<CheckpointRow> {
     })
 }
 
-fn vm_from_row(r: &Row<'_>) -> rusqlite::Result<VmRow> {
+pub(super) fn vm_from_row(r: &Row<'_>) -> rusqlite::Result<VmRow> {
     Ok(VmRow {
         id: r.get(0)?,
         name: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
@@ -109,7 +112,7 @@ fn vm_from_row(r: &Row<'_>) -> rusqlite::Result<VmRow> {
 }
 
 /// `LIMIT` for a row count (SQLite's limit is an i64).
-fn limit(n: usize) -> i64 {
+pub(super) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
@@ -121,9 +124,12 @@ fn filter_sql(filter: &EventFilter) -> String {
         let list: Vec<String> = vms.iter().map(|v| v.to_string()).collect();
         let _ = write!(sql, " AND vm IN ({})", list.join(", "));
     }
-    if let Some(kinds) = &filter.kinds {
-        let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
-        let _ = write!(sql, " AND kind IN ({})", list.join(", "));
+    match &filter.kinds {
+        Some(kinds) => {
+            let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+            let _ = write!(sql, " AND kind IN ({})", list.join(", "));
+        }
+        None => sql += known_kinds(),
     }
     sql
 }
@@ -168,10 +174,10 @@ fn lanes(vms: Option<&[VmId]>, kinds: Option<&[EventKind]>) -> Vec<(&'static str
             vms.sort_unstable();
             vms.dedup();
             vms.iter()
-                .map(|v| ("events_vm_vtime", format!("vm = {v}")))
+                .map(|v| ("events_vm_vtime", format!("vm = {v}{}", known_kinds())))
                 .collect()
         }
-        (None, None) => vec![("events_vtime", "1".to_string())],
+        (None, None) => vec![("events_vtime", format!("1{}", known_kinds()))],
     }
 }
 
@@ -200,7 +206,7 @@ impl Index {
         let Ok(id) = i64::try_from(id) else {
             return Ok(None);
         };
-        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1");
+        let sql = format!("SELECT {EVENT_COLS} FROM events WHERE id = ?1{}", known_kinds());
         Ok(self.query_events(&sql, [id], "reading an event")?.pop())
     }
 
@@ -218,8 +224,9 @@ impl Index {
         let what = "reading events around a position";
         let mut events = self.query_events(
             &format!(
-                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount < ?2 \
-                 ORDER BY icount DESC, id DESC LIMIT ?3"
+                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount < ?2{} \
+                 ORDER BY icount DESC, id DESC LIMIT ?3",
+                known_kinds()
             ),
             (vm, icount, limit(before)),
             what,
@@ -227,8 +234,9 @@ impl Index {
         events.reverse();
         events.extend(self.query_events(
             &format!(
-                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount >= ?2 \
-                 ORDER BY icount, id LIMIT ?3"
+                "SELECT {EVENT_COLS} FROM events WHERE vm = ?1 AND icount >= ?2{} \
+                 ORDER BY icount, id LIMIT ?3",
+                known_kinds()
             ),
             (vm, icount, limit(after)),
             what,
@@ -269,8 +277,10 @@ impl Index {
     pub fn events_of_vm_between_ids(&self, vm: VmId, after: u64, before: u64) -> Result<Vec<EventRow>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let before = i64::try_from(before).unwrap_or(i64::MAX);
-        let sql =
-            format!("SELECT {EVENT_COLS} FROM events WHERE id > ?1 AND id < ?2 AND vm = ?3 ORDER BY id");
+        let sql = format!(
+            "SELECT {EVENT_COLS} FROM events WHERE id > ?1 AND id < ?2 AND vm = ?3{} ORDER BY id",
+            known_kinds()
+        );
         self.query_events(&sql, (after, before, vm), "reading a slice's events")
     }
 
@@ -416,194 +426,6 @@ impl Index {
         self.conn
             .query_row(&sql, [], |r| get_u64(r, 0))
             .ctx(&self.path, "counting events")
-    }
-
-    fn query_frames(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        what: &'static str,
-    ) -> Result<Vec<FrameRow>> {
-        let p = &self.path;
-        let mut stmt = self.conn.prepare_cached(sql).ctx(p, what)?;
-        let rows = stmt.query_map(params, frame_from_row).ctx(p, what)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().ctx(p, what)
-    }
-
-    /// Up to `limit` frame rows, without their payloads, in send order
-    /// (sent time, id, destination): the edges a timeline draws.
-    pub fn frame_edges(&self, limit: usize) -> Result<Vec<FrameRow>> {
-        let cols = FRAME_COLS.replace("payload", "NULL");
-        let sql = format!("SELECT {cols} FROM frames ORDER BY sent_vtime_ns, id, dst LIMIT ?1");
-        self.query_frames(&sql, [self::limit(limit)], "reading frames")
-    }
-
-    /// The VMs at the other end of a frame event: every receiver of a send
-    /// (several for a flooded frame), the sender of a receipt; none for
-    /// other events.
-    pub fn frame_peers(&self, e: &EventRow) -> Result<Vec<VmId>> {
-        let Some(frame) = e.value else {
-            return Ok(Vec::new());
-        };
-        Ok(match e.kind {
-            EventKind::FrameSent => self
-                .frame_receipts_of_send(frame)?
-                .iter()
-                .map(|f| f.dst)
-                .collect(),
-            EventKind::FrameRecv => self.frame(frame, e.vm)?.map(|f| f.src).into_iter().collect(),
-            _ => Vec::new(),
-        })
-    }
-
-    /// The frame `id` on its way to `dst`.
-    pub fn frame(&self, id: u64, dst: VmId) -> Result<Option<FrameRow>> {
-        let Ok(id) = i64::try_from(id) else {
-            return Ok(None);
-        };
-        let sql = format!("SELECT {FRAME_COLS} FROM frames WHERE id = ?1 AND dst = ?2");
-        Ok(self.query_frames(&sql, (id, dst), "reading a frame")?.pop())
-    }
-
-    /// Every destination's row of frame `frame_id` (one for a unicast frame,
-    /// several for a flooded one), by destination.
-    pub fn frame_receipts_of_send(&self, frame_id: u64) -> Result<Vec<FrameRow>> {
-        let Ok(id) = i64::try_from(frame_id) else {
-            return Ok(Vec::new());
-        };
-        let sql = format!("SELECT {FRAME_COLS} FROM frames WHERE id = ?1 ORDER BY dst");
-        self.query_frames(&sql, [id], "reading the receipts of a frame")
-    }
-
-    /// The frames handed to `dst`'s NIC before its instruction `recv_icount`
-    /// (several frames can arrive at the same instruction boundary), by id.
-    pub fn frames_received_at(&self, dst: VmId, recv_icount: u64) -> Result<Vec<FrameRow>> {
-        let Ok(icount) = i64::try_from(recv_icount) else {
-            return Ok(Vec::new());
-        };
-        let sql = format!("SELECT {FRAME_COLS} FROM frames WHERE dst = ?1 AND recv_icount = ?2 ORDER BY id");
-        self.query_frames(&sql, (dst, icount), "reading received frames")
-    }
-
-    /// The send of the frame `dst` received at `recv_icount` (the one with
-    /// the lowest id if several arrived at that instruction): its row holds
-    /// the sender and the sender's icount.
-    pub fn frame_send_of_receipt(&self, dst: VmId, recv_icount: u64) -> Result<Option<FrameRow>> {
-        Ok(self.frames_received_at(dst, recv_icount)?.into_iter().next())
-    }
-
-    /// The frames `src` sent at its instruction `sent_icount` (one row per
-    /// destination), by id and destination.
-    pub fn frames_sent_at(&self, src: VmId, sent_icount: u64) -> Result<Vec<FrameRow>> {
-        let Ok(icount) = i64::try_from(sent_icount) else {
-            return Ok(Vec::new());
-        };
-        let sql =
-            format!("SELECT {FRAME_COLS} FROM frames WHERE src = ?1 AND sent_icount = ?2 ORDER BY id, dst");
-        self.query_frames(&sql, (src, icount), "reading sent frames")
-    }
-
-    fn query_checkpoints(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        what: &'static str,
-    ) -> Result<Vec<CheckpointRow>> {
-        let p = &self.path;
-        let mut stmt = self.conn.prepare_cached(sql).ctx(p, what)?;
-        let rows = stmt.query_map(params, checkpoint_from_row).ctx(p, what)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().ctx(p, what)
-    }
-
-    /// The last checkpoint of `vm` at or before `icount`: where replay to
-    /// `(vm, icount)` starts.
-    pub fn nearest_checkpoint(&self, vm: VmId, icount: u64) -> Result<Option<CheckpointRow>> {
-        let icount = i64::try_from(icount).unwrap_or(i64::MAX);
-        let sql = format!(
-            "SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE vm = ?1 AND icount <= ?2 \
-             ORDER BY icount DESC LIMIT 1"
-        );
-        Ok(self
-            .query_checkpoints(&sql, (vm, icount), "finding the nearest checkpoint")?
-            .pop())
-    }
-
-    /// Every checkpoint of `vm`, by icount.
-    pub fn checkpoints(&self, vm: VmId) -> Result<Vec<CheckpointRow>> {
-        let sql = format!("SELECT {CHECKPOINT_COLS} FROM checkpoints WHERE vm = ?1 ORDER BY icount");
-        self.query_checkpoints(&sql, [vm], "reading checkpoints")
-    }
-
-    /// Every VM, by id.
-    pub fn vms(&self) -> Result<Vec<VmRow>> {
-        let p = &self.path;
-        let what = "reading VMs";
-        let mut stmt = self
-            .conn
-            .prepare_cached(&format!("SELECT {VM_COLS} FROM vms ORDER BY id"))
-            .ctx(p, what)?;
-        let rows = stmt.query_map([], vm_from_row).ctx(p, what)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().ctx(p, what)
-    }
-
-    /// The VM with this id.
-    pub fn vm(&self, id: VmId) -> Result<Option<VmRow>> {
-        self.conn
-            .query_row(
-                &format!("SELECT {VM_COLS} FROM vms WHERE id = ?1"),
-                [id],
-                vm_from_row,
-            )
-            .optional()
-            .ctx(&self.path, "reading a VM")
-    }
-
-    /// The `meta` value of `key`.
-    pub fn meta(&self, key: &str) -> Result<Option<String>> {
-        self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| {
-                r.get::<_, Option<String>>(0)
-            })
-            .optional()
-            .map(Option::flatten)
-            .ctx(&self.path, "reading meta")
-    }
-
-    /// Every `meta` entry, by key.
-    pub fn meta_all(&self) -> Result<Vec<(String, String)>> {
-        let p = &self.path;
-        let what = "reading meta";
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT key, coalesce(value, '') FROM meta ORDER BY key")
-            .ctx(p, what)?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).ctx(p, what)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().ctx(p, what)
-    }
-
-    /// The schema version of the open file (after any migration).
-    pub fn schema_version(&self) -> Result<i64> {
-        let text = self.meta("schema_version")?.unwrap_or_default();
-        text.trim().parse().map_err(|_| IndexError::Damaged {
-            path: self.path.clone(),
-            detail: format!("meta.schema_version is '{text}', not a number"),
-        })
-    }
-
-    /// Row counts of the main tables.
-    pub fn stats(&self) -> Result<IndexStats> {
-        let count = |table: &str| -> Result<u64> {
-            self.conn
-                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| get_u64(r, 0))
-                .ctx(&self.path, "counting rows")
-        };
-        Ok(IndexStats {
-            vms: count("vms")?,
-            events: count("events")?,
-            frames: count("frames")?,
-            checkpoints: count("checkpoints")?,
-            bookmarks: count("bookmarks")?,
-        })
     }
 }
 
