@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about terminals or gdb packets.
 
+pub mod analysis;
 pub mod cluster;
 pub mod describe;
 pub mod dwarf;

@@ -1,10 +1,13 @@
 //! The command line: argument definitions and one module per subcommand.
 
+mod calls;
+mod coverage;
 mod diff;
 mod error;
 mod fork;
 mod gdb;
 mod index;
+mod origin;
 mod query;
 mod record;
 mod replay;
@@ -128,6 +131,14 @@ enum Command {
     ///
     /// Exit status: 0 when they are the same, 1 when they differ, 2 on error.
     Diff(diff::DiffArgs),
+    /// Every call of a function in every VM: entry, arguments (named and
+    /// typed from DWARF), return and value; --tree for what they called.
+    Calls(calls::CallsArgs),
+    /// Where a value came from: the chain of writes that put bytes of a
+    /// VM's memory (or a register) there, across VMs through frames.
+    Origin(origin::OriginArgs),
+    /// Which functions and source lines ran in each VM within a window.
+    Coverage(coverage::CoverageArgs),
     /// Explore a trace in a full-screen terminal UI: timeline, registers,
     /// disassembly, events, bookmarks; step both ways, follow frames.
     /// Press ? inside for the keys.
@@ -199,5 +210,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Fork(args) => fork::run(&args),
         Command::Diff(args) => diff::run(&args),
         Command::Tui(args) => tui::run(&args),
+        Command::Calls(args) => calls::run(&args),
+        Command::Origin(args) => origin::run(&args),
+        Command::Coverage(args) => coverage::run(&args),
     }
 }

@@ -35,6 +35,7 @@
 mod build;
 mod emulate;
 mod exec_log;
+mod hooks;
 mod kvm_step;
 mod run;
 pub mod state;

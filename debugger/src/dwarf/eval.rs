@@ -388,7 +388,7 @@ fn le(bytes: &[u8]) -> u64 {
 }
 
 /// A value as C would print it.
-fn format_value(ty: &TypeInfo, bytes: &[u8]) -> String {
+pub(crate) fn format_value(ty: &TypeInfo, bytes: &[u8]) -> String {
     let size = (ty.size as usize).clamp(1, 8).min(bytes.len().max(1));
     let raw = le(&bytes[..size.min(bytes.len())]);
     match &ty.kind {

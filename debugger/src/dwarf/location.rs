@@ -82,7 +82,7 @@ pub fn parse_watch(text: &str) -> Result<WatchExpr, DwarfError> {
 }
 
 /// A target with nothing in it: globals' addresses need no registers.
-struct NoTarget;
+pub(crate) struct NoTarget;
 
 impl Target for NoTarget {
     fn dwarf_reg(&self, _reg: u16) -> Option<u64> {

@@ -17,6 +17,7 @@ mod eval;
 mod lines;
 mod location;
 mod scopes;
+mod signature;
 mod unwind;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use eval::{Variable, VariableKind};
 pub use lines::{LineRow, SourceLine};
 pub use location::{parse_watch, Resolved, WatchExpr};
 pub use scopes::FunctionScope;
+pub use signature::{Param, Signature, ValueType};
 pub use unwind::{FrameRegs, PhysicalFrame};
 
 use crate::symbols::SymbolTable;

@@ -158,7 +158,7 @@ impl ScopeIndex {
     }
 
     /// The function containing `pc`, as (unit index, DIE).
-    fn function_at(&self, pc: u64) -> Option<(usize, UnitOffset<usize>)> {
+    pub(crate) fn function_at(&self, pc: u64) -> Option<(usize, UnitOffset<usize>)> {
         let i = self.ranges.partition_point(|r| r.begin <= pc);
         self.ranges[..i]
             .iter()

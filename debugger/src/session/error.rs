@@ -67,4 +67,7 @@ pub enum SessionError {
     /// The index and the replay disagree: the trace is damaged.
     #[error("the trace is damaged: {0}")]
     Inconsistent(String),
+    /// An analysis (calls, origin, coverage) failed.
+    #[error(transparent)]
+    Analysis(#[from] crate::analysis::AnalysisError),
 }

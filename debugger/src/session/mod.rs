@@ -24,6 +24,7 @@
 //! least key) and stepping back undoes exactly the last one, so the two undo
 //! each other.
 
+mod analyses;
 mod bookmarks;
 mod cursor;
 mod dense;
@@ -133,6 +134,8 @@ pub struct Session {
     /// Each VM's image with its debug information, read on first use
     /// (`None`: the image has none, or could not be read).
     programs: Vec<OnceLock<Option<Arc<Program>>>>,
+    /// The VMs' images as analyses name code, read on first use.
+    images: OnceLock<Arc<crate::analysis::Images>>,
 }
 
 /// A VM id as an index into per-VM tables.
@@ -148,7 +151,17 @@ impl Session {
     /// mount or not writable by this user opens read-only
     /// ([`Session::is_read_only`]), and adding a bookmark then says why not.
     pub fn open(dir: &Path) -> Result<Session, SessionError> {
-        let writable = crate::trace::is_writable(dir);
+        Session::open_with(dir, crate::trace::is_writable(dir))
+    }
+
+    /// Opens a trace read-only even where it could be written (no
+    /// bookmarks can be added, analyses are not cached) with the cursor at
+    /// its start.
+    pub fn open_read_only(dir: &Path) -> Result<Session, SessionError> {
+        Session::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, writable: bool) -> Result<Session, SessionError> {
         let trace = Arc::new(Trace::open(dir, writable)?);
         let n = trace.config().vms.len();
         Ok(Session {
@@ -166,6 +179,7 @@ impl Session {
             generation: 0,
             jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             programs: (0..n).map(|_| OnceLock::new()).collect(),
+            images: OnceLock::new(),
         })
     }
 

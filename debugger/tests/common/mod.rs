@@ -3,6 +3,8 @@
 //! addresses of its guest image. Needs /dev/kvm.
 #![allow(dead_code)]
 
+pub mod brute;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;

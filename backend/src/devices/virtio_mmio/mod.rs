@@ -215,6 +215,21 @@ impl MmioTransport {
         queue.add_used(mem, head, len).map_err(QueueError::Ring)
     }
 
+    /// Where the next [`MmioTransport::add_used`] on queue `index` writes:
+    /// the guest-physical address of the used-ring element (8 bytes) and of
+    /// the used index (2 bytes). For analyses that account for every byte
+    /// the device writes; `None` for a queue that does not exist or has size 0.
+    pub fn next_used_slot(&self, index: usize) -> Option<(u64, u64)> {
+        let queue = self.queues.get(index)?;
+        let size = u64::from(queue.size());
+        if size == 0 {
+            return None;
+        }
+        let used = queue.used_ring();
+        let slot = u64::from(queue.next_used()) % size;
+        Some((used + 4 + 8 * slot, used + 2))
+    }
+
     /// The size the driver chose for queue `index` (0 if there is no such queue).
     pub fn queue_size(&self, index: usize) -> u16 {
         self.queues.get(index).map_or(0, QueueT::size)

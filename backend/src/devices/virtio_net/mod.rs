@@ -14,6 +14,8 @@
 //! buffers a little. All state is in [`VirtioNet`] and can be captured with
 //! [`VirtioNet::state`].
 
+mod dma;
+
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,8 @@ use vm_memory::Bytes;
 
 use super::virtio_mmio::{MmioEvent, MmioTransport, MmioTransportState, VirtioDevice};
 use crate::memory::GuestRam;
+use dma::Pieces;
+pub use dma::{DmaAccess, DmaKind};
 
 /// Guest-physical address of the card's register page.
 pub const VIRTIO_NET_MMIO_BASE: u64 = 0xd000_0000;
@@ -136,6 +140,9 @@ pub struct VirtioNet {
     /// Frames waiting for a receive buffer, oldest first.
     backlog: VecDeque<Vec<u8>>,
     counters: NetCounters,
+    /// The log of guest-memory accesses, when an analysis asked for it
+    /// (not part of the card's state).
+    dma_log: Option<Vec<DmaAccess>>,
 }
 
 /// Serialisable copy of the whole card.
@@ -162,6 +169,7 @@ impl VirtioNet {
             tx_pending: Vec::new(),
             backlog: VecDeque::new(),
             counters: NetCounters::default(),
+            dma_log: None,
         }
     }
 
@@ -298,6 +306,7 @@ impl VirtioNet {
                 .cloned()
                 .collect(),
             counters: state.counters.clone(),
+            dma_log: None,
         }
     }
 
@@ -338,12 +347,16 @@ impl VirtioNet {
             }
         };
         let head = chain.head_index();
-        let result = write_rx_chain(mem, chain, frame);
+        let mut pieces = Pieces::new();
+        let result = write_rx_chain(mem, chain, frame, &mut pieces);
+        // Logged even for an unusable buffer: what was written stays written.
+        self.log_packet(&pieces, frame, true);
         let len = match &result {
             // At most 12 + 1514 bytes: fits a u32.
             Ok(()) => (NET_HDR_LEN + frame.len()) as u32,
             Err(BadRxBuffer) => 0,
         };
+        self.log_used(rx);
         if self.transport.add_used(mem, rx, head, len).is_err() {
             // A head index beyond the queue: the chain cannot be returned.
             self.transport.fail();
@@ -376,9 +389,11 @@ impl VirtioNet {
                 }
             };
             let head = chain.head_index();
-            match read_tx_chain(mem, chain) {
+            let mut pieces = Pieces::new();
+            match read_tx_chain(mem, chain, &mut pieces) {
                 Ok(frame) if self.tx_pending.len() < TX_PENDING_MAX => {
                     self.counters.tx_frames += 1;
+                    self.log_packet(&pieces, &frame, false);
                     self.tx_pending.push(frame);
                 }
                 Ok(_) => self.counters.tx_overflow += 1,
@@ -386,6 +401,7 @@ impl VirtioNet {
                 Err(TxDrop::Malformed) => self.counters.tx_malformed += 1,
             }
             // The device writes nothing into transmit buffers: length 0.
+            self.log_used(tx);
             if self.transport.add_used(mem, tx, head, 0).is_err() {
                 self.transport.fail();
                 break;
@@ -403,7 +419,11 @@ impl VirtioNet {
 /// A broken `next` link or an unreadable descriptor-table entry ends the
 /// chain early (virtio-queue's iterator stops there); loops end after
 /// `size` descriptors. The frame is bounded before anything is allocated.
-fn read_tx_chain(mem: &GuestRam, chain: DescriptorChain<&GuestRam>) -> Result<Vec<u8>, TxDrop> {
+fn read_tx_chain(
+    mem: &GuestRam,
+    chain: DescriptorChain<&GuestRam>,
+    pieces: &mut Pieces,
+) -> Result<Vec<u8>, TxDrop> {
     let mut packet = Vec::new();
     for desc in chain {
         if desc.is_write_only() {
@@ -417,6 +437,7 @@ fn read_tx_chain(mem: &GuestRam, chain: DescriptorChain<&GuestRam>) -> Result<Ve
         packet.resize(start + len, 0);
         mem.read_slice(&mut packet[start..], desc.addr())
             .map_err(|_| TxDrop::Malformed)?;
+        pieces.push((desc.addr().0, start, len));
     }
     if packet.len() < NET_HDR_LEN + MIN_FRAME_LEN {
         return Err(TxDrop::Malformed);
@@ -432,6 +453,7 @@ fn write_rx_chain(
     mem: &GuestRam,
     chain: DescriptorChain<&GuestRam>,
     frame: &[u8],
+    pieces: &mut Pieces,
 ) -> Result<(), BadRxBuffer> {
     let mut packet = [0u8; NET_HDR_LEN + MAX_FRAME_LEN];
     // A zeroed header means: no checksum work, no segmentation. num_buffers
@@ -454,6 +476,7 @@ fn write_rx_chain(
         let n = rest.len().min(desc.len() as usize);
         mem.write_slice(&rest[..n], desc.addr())
             .map_err(|_| BadRxBuffer)?;
+        pieces.push((desc.addr().0, total - rest.len(), n));
         rest = &rest[n..];
     }
     if rest.is_empty() {

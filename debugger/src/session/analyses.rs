@@ -1,0 +1,155 @@
+//! The analyses (see [`crate::analysis`]) as a session offers them to its
+//! views: the TUI's calls view and origin key, gdb's `monitor calls` and
+//! `monitor origin`, and the command line. Each runs on the session's
+//! threads (`set_jobs`), can be cancelled with the session's cancel flag,
+//! reports its progress as a fraction, and leaves the cursor where it was.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::analysis::{
+    self, calls::CallQuery, coverage, origin::DEFAULT_MAX_LINKS, tree, CallTreeNode, Calls, Coverage, Images,
+    Origin, OriginQuery, OriginTarget, PassOptions, Progress,
+};
+
+use super::{ix, Moment, Pos, Session, SessionError, VmId};
+
+impl Session {
+    fn with_pass<T>(
+        &mut self,
+        progress: &(dyn Fn(f64) + Sync),
+        f: impl FnOnce(&Session, &PassOptions<'_>) -> Result<T, analysis::AnalysisError>,
+    ) -> Result<T, SessionError> {
+        self.cancel.store(false, Ordering::Relaxed);
+        let cancel = self.cancel.clone();
+        let report = |p: Progress| progress(p.done as f64 / p.total.max(1) as f64);
+        let opts = PassOptions {
+            jobs: self.jobs,
+            cancel: &cancel,
+            progress: &report,
+        };
+        Ok(f(self, &opts)?)
+    }
+
+    /// The images of the trace's VMs as analyses name code (read once).
+    pub fn images(&self) -> Arc<Images> {
+        self.images
+            .get_or_init(|| Arc::new(Images::new(&self.trace)))
+            .clone()
+    }
+
+    /// Every call of `query.function` in the VMs and window it names:
+    /// entry, arguments, return and value (see [`analysis::calls`]).
+    /// Cached in the trace: asking again is instant.
+    pub fn calls(
+        &mut self,
+        query: &CallQuery,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Calls, SessionError> {
+        let images = self.images();
+        self.with_pass(progress, |s, opts| {
+            analysis::calls::calls(&s.trace, &images, query, opts)
+        })
+    }
+
+    /// Where the target of `vm` at the cursor came from (see
+    /// [`analysis::origin`]): `Memory` is a guest-virtual range of `vm`.
+    /// Follows at most [`DEFAULT_MAX_LINKS`] links.
+    pub fn origin(
+        &mut self,
+        vm: VmId,
+        target: OriginTarget,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Origin, SessionError> {
+        self.origin_with_limit(vm, target, DEFAULT_MAX_LINKS, progress)
+    }
+
+    /// [`Session::origin`], following at most `max_links` links.
+    pub fn origin_with_limit(
+        &mut self,
+        vm: VmId,
+        target: OriginTarget,
+        max_links: usize,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Origin, SessionError> {
+        self.check_vm(vm)?;
+        let pos = self.position(vm)?;
+        let images = self.images();
+        let trace = self.trace.clone();
+        let query = OriginQuery {
+            vm,
+            icount: pos.icount,
+            target,
+            max_links,
+        };
+        self.cancel.store(false, Ordering::Relaxed);
+        let cancel = self.cancel.clone();
+        let report = |p: Progress| progress(p.done as f64 / p.total.max(1) as f64);
+        let opts = PassOptions {
+            jobs: self.jobs,
+            cancel: &cancel,
+            progress: &report,
+        };
+        let m = self.machine(vm)?;
+        Ok(analysis::origin::origin(&trace, &images, &query, Some(m), &opts)?)
+    }
+
+    /// The call tree of `vm` between icounts `from` and `to` (at most
+    /// [`analysis::MAX_TREE_STEPS`] steps).
+    pub fn call_tree(
+        &mut self,
+        vm: VmId,
+        from: u64,
+        to: u64,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Vec<CallTreeNode>, SessionError> {
+        self.check_vm(vm)?;
+        let images = self.images();
+        self.with_pass(progress, |s, opts| {
+            tree::call_tree(&s.trace, &images, ix(vm), from, to, opts)
+        })
+    }
+
+    /// Which functions and lines ran in `vms` (all if empty) between two
+    /// cluster positions (see [`analysis::coverage`]).
+    pub fn coverage(
+        &mut self,
+        vms: &[VmId],
+        from: Option<Pos>,
+        to: Option<Pos>,
+        progress: &(dyn Fn(f64) + Sync),
+    ) -> Result<Coverage, SessionError> {
+        let images = self.images();
+        self.with_pass(progress, |s, opts| {
+            coverage::coverage(&s.trace, &images, vms, from, to, opts)
+        })
+    }
+
+    /// The cluster position a moment names (as `goto_moment` would put the
+    /// cursor), without moving the cursor.
+    pub fn moment_pos(&mut self, moment: &Moment) -> Result<Pos, SessionError> {
+        let (cursor, focus) = (self.cursor, self.focus);
+        let result = self.goto_moment(moment).map(|_| self.cursor.pos);
+        self.cursor = cursor;
+        self.focus = focus;
+        self.generation += 1;
+        result
+    }
+
+    /// Where `vm` stands when the cursor is at `pos` (its icount), without
+    /// moving the cursor.
+    pub fn icount_at(&mut self, vm: VmId, pos: Pos) -> Result<u64, SessionError> {
+        let (cursor, focus) = (self.cursor, self.focus);
+        let result = if pos.vm == vm && pos.icount > 0 {
+            Ok(pos.icount)
+        } else {
+            self.goto_vtime(pos.vtime_ns)
+                .and_then(|_| self.position(vm))
+                .map(|p| p.icount)
+        };
+        self.cursor = cursor;
+        self.focus = focus;
+        self.generation += 1;
+        result
+    }
+}
