@@ -163,6 +163,8 @@ pub struct Decoded {
     /// Bytes of TCP, UDP or ICMP payload (IP's own lengths, so Ethernet
     /// padding is not counted).
     pub payload_len: Option<u32>,
+    /// Where that payload starts in the frame.
+    pub payload_at: Option<usize>,
     /// ARP operation (1 request, 2 reply).
     pub arp_op: Option<u16>,
     /// ARP sender hardware address.
@@ -176,6 +178,13 @@ pub struct Decoded {
 /// `b` as an array of N bytes, if it has exactly N.
 fn array<const N: usize>(b: &[u8]) -> Option<[u8; N]> {
     b.try_into().ok()
+}
+
+/// Where `part`, a slice of `frame`, starts in it.
+fn offset(frame: &[u8], part: &[u8]) -> Option<usize> {
+    (part.as_ptr() as usize)
+        .checked_sub(frame.as_ptr() as usize)
+        .filter(|&at| at <= frame.len())
 }
 
 impl Decoded {
@@ -193,6 +202,7 @@ impl Decoded {
             dst_port: None,
             tcp: None,
             payload_len: None,
+            payload_at: None,
             arp_op: None,
             arp_sender_mac: None,
             icmp: None,
@@ -275,17 +285,20 @@ impl Decoded {
                     window: tcp.window_size(),
                 });
                 d.payload_len = Some(tcp.payload().len() as u32);
+                d.payload_at = offset(frame, tcp.payload());
             }
             Some(TransportSlice::Udp(udp)) => {
                 d.proto = Proto::Udp;
                 d.src_port = Some(udp.source_port());
                 d.dst_port = Some(udp.destination_port());
                 d.payload_len = Some(udp.payload().len() as u32);
+                d.payload_at = offset(frame, udp.payload());
             }
             Some(TransportSlice::Icmpv4(icmp)) => {
                 d.proto = Proto::Icmp;
                 d.icmp = Some((icmp.type_u8(), icmp.code_u8()));
                 d.payload_len = Some(icmp.payload().len() as u32);
+                d.payload_at = offset(frame, icmp.payload());
             }
             Some(_) | None => {}
         }
@@ -357,6 +370,7 @@ mod tests {
         assert_eq!((t.seq, t.ack, t.window), (1000, 77, 2144));
         assert_eq!(t.flag_names(), "PSH,ACK");
         assert_eq!(d.payload_len, Some(9));
+        assert_eq!(d.payload_at.map(|at| &f[at..at + 9]), Some(&b"W 7 3 31\n"[..]));
         assert!(d.tcp_occupies_sequence());
         assert_eq!(d.tcp_end_seq(), Some(1009));
         assert_eq!(mac_text(&d.eth_src.expect("mac")), "02:00:00:00:00:01");

@@ -181,6 +181,15 @@ impl Index {
         self.query_packets(&sql, (from, to, limit), "reading packets")
     }
 
+    /// The frames `src` sent at its instruction `sent_icount`, by id.
+    pub fn packets_sent_at(&self, src: VmId, sent_icount: u64) -> Result<Vec<PacketRow>> {
+        let Ok(icount) = i64::try_from(sent_icount) else {
+            return Ok(Vec::new());
+        };
+        let sql = format!("SELECT {ROW_COLS} FROM packets WHERE src = ?1 AND sent_icount = ?2 ORDER BY id");
+        self.query_packets(&sql, (src, icount), "reading sent packets")
+    }
+
     /// How many frames `packets` holds.
     pub fn packet_count(&self) -> Result<u64> {
         self.conn

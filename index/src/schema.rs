@@ -146,7 +146,8 @@ ALTER TABLE checkpoints ADD COLUMN file_hash TEXT;
 ///
 /// * `packets_flow` serves "the next segment of this TCP flow" (a
 ///   retransmission, the ACK covering a segment); `packets_vtime` time
-///   windows (`vmrr pcap --from/--to`).
+///   windows (`vmrr pcap --from/--to`); `packets_src_sent` the frames one
+///   instruction sent (verification compares their bytes with the replay's).
 pub const SCHEMA_V3: &str = "
 CREATE TABLE packets(
     id            INTEGER PRIMARY KEY,
@@ -176,6 +177,7 @@ CREATE TABLE packets(
 );
 CREATE INDEX packets_flow  ON packets(ip_src, src_port, ip_dst, dst_port);
 CREATE INDEX packets_vtime ON packets(sent_vtime_ns);
+CREATE INDEX packets_src_sent ON packets(src, sent_icount);
 CREATE VIEW tcp_segments AS
 SELECT id, src, sent_icount, sent_vtime_ns, ip_src, src_port, ip_dst, dst_port,
        tcp_seq AS seq, tcp_ack AS ack, tcp_window AS win, payload_len AS len,
