@@ -1,7 +1,11 @@
 //! Decoding a frame's bytes for the payload pane: the Ethernet header,
 //! the guest kit's frames (ethertype 0x88B5, a 2-byte length, the payload)
-//! and, inside them, the kvstore demo's `struct msg` where the shape fits.
-//! Anything else is shown as hex only.
+//! and, inside them, the kvstore demo's `struct msg` where the shape fits;
+//! TCP/IP and ARP through the index's decoder (`vmrr_index::decode`), with
+//! a TCP or UDP payload's printable text. Anything else is shown as hex
+//! only.
+
+use vmrr_index::decode::{ip_text, Decoded, Proto};
 
 /// One decoded field: a name and its value, both printable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +74,10 @@ fn decode_link(frame: &[u8]) -> Vec<Field> {
         format!("{ethertype:#06x} {kind}").trim_end().to_string(),
     ));
     if ethertype != KIT_ETHERTYPE {
-        return out;
+        let mut ip = decode_ip(frame);
+        // What the program says first: the protocol's fields, then Ethernet.
+        ip.append(&mut out);
+        return ip;
     }
     let Some(len) = u16_be(frame, 14) else {
         return out;
@@ -95,6 +102,58 @@ fn decode_link(frame: &[u8]) -> Vec<Field> {
             if let Some(v) = aux {
                 out.push(field("aux", v.to_string()));
             }
+        }
+    }
+    out
+}
+
+/// Most characters of a TCP or UDP payload shown as text.
+const DATA_SHOWN: usize = 64;
+
+/// IPv4 and ARP fields, from the decoder the events list uses.
+fn decode_ip(frame: &[u8]) -> Vec<Field> {
+    let d = Decoded::of(frame);
+    let mut out = Vec::new();
+    let ip = |a: &Option<[u8; 4]>| a.as_ref().map(ip_text).unwrap_or_default();
+    let with_port = |a: &Option<[u8; 4]>, p: Option<u16>| match p {
+        Some(p) => format!("{}:{p}", ip(a)),
+        None => ip(a),
+    };
+    match d.proto {
+        Proto::Tcp | Proto::Udp | Proto::Icmp | Proto::Ipv4 => {
+            out.push(field("proto", d.proto.as_str().to_uppercase()));
+            out.push(field("from", with_port(&d.ip_src, d.src_port)));
+            out.push(field("to", with_port(&d.ip_dst, d.dst_port)));
+        }
+        Proto::Arp => {
+            let op = match d.arp_op {
+                Some(1) => "request".to_string(),
+                Some(2) => "reply".to_string(),
+                op => op.unwrap_or(0).to_string(),
+            };
+            out.push(field("arp", op));
+            out.push(field("sender", ip(&d.ip_src)));
+            out.push(field("target", ip(&d.ip_dst)));
+        }
+        Proto::Malformed => out.push(field("malformed", d.malformed.clone().unwrap_or_default())),
+        Proto::Ipv6 | Proto::Ethernet => {}
+    }
+    if let Some(t) = d.tcp {
+        out.push(field("flags", t.flag_names()));
+        out.push(field("seq", t.seq.to_string()));
+        out.push(field("ack", t.ack.to_string()));
+        out.push(field("win", t.window.to_string()));
+    }
+    if let (Some(len), Some(at)) = (d.payload_len, d.payload_at) {
+        out.push(field("len", len.to_string()));
+        let end = at.saturating_add(len as usize).min(frame.len());
+        let data = frame.get(at..end).unwrap_or(&[]);
+        if !data.is_empty() && matches!(d.proto, Proto::Tcp | Proto::Udp) {
+            let mut text = ascii(&data[..data.len().min(DATA_SHOWN)]);
+            if data.len() > DATA_SHOWN {
+                text.push('…');
+            }
+            out.push(field("data", text));
         }
     }
     out

@@ -4,13 +4,14 @@
 //! here). What is read is put into the widget states; where the selection
 //! goes afterwards is their business ([`EventsState`](crate::state::EventsState)).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use vmrr_debugger::cluster::config::{FaultKind, FaultSpec};
-use vmrr_debugger::describe::printable;
+use vmrr_debugger::describe::{printable, EventContext};
 use vmrr_debugger::session::VmId;
 use vmrr_debugger::trace::Trace;
-use vmrr_index::{EventFilter, EventKind, EventRow, FrameFate, Index, Position};
+use vmrr_index::{EventFilter, EventKind, EventRow, FrameFate, Index, PacketRow, Position};
 
 use super::App;
 use crate::format;
@@ -44,6 +45,9 @@ pub(super) struct IndexViews {
     frames: Vec<FrameInfo>,
     /// Rows of `frames` by frame id.
     frames_by_id: HashMap<u64, Vec<usize>>,
+    /// The packets read so far (each frame's bytes as sent), by frame id:
+    /// read when a list line or the payload pane first needs one.
+    packets: RefCell<HashMap<u64, Option<PacketRow>>>,
     bands: Vec<Band>,
     /// What the timeline's data was read for: (start, span, bookmarks,
     /// interrupts shown); moving the cursor inside the window needs no new query.
@@ -78,6 +82,7 @@ impl IndexViews {
             index,
             frames,
             frames_by_id,
+            packets: RefCell::new(HashMap::new()),
             bands,
             timeline_key: None,
         })
@@ -102,6 +107,30 @@ impl IndexViews {
             }
         }
         Ok(None)
+    }
+
+    /// Frame `id` as it was sent, if the trace keeps it (a read error
+    /// shows as no packet: the line then reads as it did before schema 3).
+    fn packet(&self, id: u64) -> Option<PacketRow> {
+        if let Some(p) = self.packets.borrow().get(&id) {
+            return p.clone();
+        }
+        let p = self.index.packet(id).ok().flatten();
+        self.packets.borrow_mut().insert(id, p.clone());
+        p
+    }
+
+    /// What a list line shows of an event beyond its row: a frame's peers
+    /// and its packet.
+    fn context_of(&self, e: &EventRow) -> EventContext {
+        let packet = match e.kind {
+            EventKind::FrameSent | EventKind::FrameRecv => e.value.and_then(|id| self.packet(id)),
+            _ => None,
+        };
+        EventContext {
+            peers: self.peers_of(e),
+            packet,
+        }
     }
 
     /// The other ends of a frame event: every receiver of a send, the
@@ -172,7 +201,7 @@ impl App {
         let lines: Vec<EventLine> = rows
             .into_iter()
             .map(|event| {
-                let detail = format::event_detail(&event, &name, &self.views.peers_of(&event));
+                let detail = format::event_detail_with(&event, &name, &self.views.context_of(&event));
                 let haystack = format!(
                     "{} {} {} {} {} {}",
                     format::vtime(event.vtime_ns),
@@ -227,8 +256,8 @@ impl App {
         self.state.payload = Some(self.load_payload(&e, frame));
     }
 
-    /// A frame's bytes: a receipt carries them; a send's are those of its
-    /// first receipt (the index keeps no copy with the send).
+    /// A frame's bytes: as sent (`packets`), else, in a trace recorded
+    /// before schema 3, those a receipt carries.
     fn load_payload(&self, e: &EventRow, frame: u64) -> PayloadView {
         let name = |vm: VmId| self.state.vm_name(vm as usize).to_string();
         let peers = self.views.peers_of(e);
@@ -237,6 +266,14 @@ impl App {
             EventKind::FrameSent => format!("{} → {}", name(e.vm), peer_names.join(", ")),
             _ => format!("{} → {}", peer_names.join(", "), name(e.vm)),
         };
+        if let Some(p) = self.views.packet(frame) {
+            return PayloadView {
+                frame,
+                route,
+                bytes: p.bytes,
+                missing: None,
+            };
+        }
         let receipt = match e.kind {
             EventKind::FrameRecv => Ok(Some(e.clone())),
             _ => self.views.first_receipt(frame),
