@@ -33,6 +33,10 @@ pub enum Action {
     NextEvent,
     /// Follow the selected frame to its other end.
     Follow,
+    /// Follow the selected TCP segment to its retransmission.
+    FollowRetransmission,
+    /// Follow the selected TCP segment to the ACK that covers it.
+    FollowAck,
     /// Continue (focus VM).
     Continue,
     /// Reverse-continue (focus VM).
@@ -211,6 +215,14 @@ pub const KEYMAP: &[Binding] = &[
         "follow the selected frame to its receipt or its send",
         "follow selected frame",
     ),
+    bind(
+        &[c('R')],
+        "R / A",
+        Action::FollowRetransmission,
+        "TCP segment: to its retransmission / to the ACK covering it",
+        "segment: rexmit / ACK",
+    ),
+    pair(&[c('A')], Action::FollowAck),
     bind(
         &[c('c')],
         "c / C",
