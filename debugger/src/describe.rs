@@ -63,6 +63,10 @@ pub struct EventContext {
     pub peers: Vec<VmId>,
     /// The frame's row in `packets`, if the trace keeps it.
     pub packet: Option<PacketRow>,
+    /// For a TCP segment, the initial sequence numbers of its direction and
+    /// of the other (`Index::tcp_isns`): sequence and acknowledgement
+    /// numbers are shown relative to them, as Wireshark does.
+    pub isns: (Option<u32>, Option<u32>),
 }
 
 impl EventContext {
@@ -72,12 +76,18 @@ impl EventContext {
         if !matches!(e.kind, EventKind::FrameSent | EventKind::FrameRecv) {
             return Ok(EventContext::default());
         }
+        let packet = match e.value {
+            Some(id) => index.packet(id)?,
+            None => None,
+        };
+        let isns = match &packet {
+            Some(p) => index.tcp_isns(p)?,
+            None => (None, None),
+        };
         Ok(EventContext {
             peers: index.frame_peers(e)?,
-            packet: match e.value {
-                Some(id) => index.packet(id)?,
-                None => None,
-            },
+            packet,
+            isns,
         })
     }
 }
@@ -87,8 +97,9 @@ impl EventContext {
 /// win=2144 len=9`, `ARP who has 10.0.0.2? tell 10.0.0.1`, `UDP …`, `ICMP
 /// … echo request`; `malformed: why` for headers that do not parse. `None`
 /// for other Ethernet frames (the guest kit's own), which have no such
-/// line.
-pub fn frame_summary(d: &Decoded) -> Option<String> {
+/// line. TCP numbers are relative to `isns` (this direction's and the
+/// other's initial sequence numbers) where they are known, raw otherwise.
+pub fn frame_summary(d: &Decoded, isns: (Option<u32>, Option<u32>)) -> Option<String> {
     let ip = |a: &Option<[u8; 4]>| a.as_ref().map_or_else(|| "?".to_string(), ip_text);
     let port = |p: Option<u16>| p.map_or_else(|| "?".to_string(), |p| p.to_string());
     let (src, dst) = (ip(&d.ip_src), ip(&d.ip_dst));
@@ -101,10 +112,10 @@ pub fn frame_summary(d: &Decoded) -> Option<String> {
                 port(d.src_port),
                 port(d.dst_port),
                 t.flag_names(),
-                t.seq
+                t.seq.wrapping_sub(isns.0.unwrap_or(0))
             );
             if t.has(tcp_flags::ACK) {
-                text += &format!(" ack={}", t.ack);
+                text += &format!(" ack={}", t.ack.wrapping_sub(isns.1.unwrap_or(0)));
             }
             text + &format!(" win={} len={len}", t.window)
         }
@@ -152,7 +163,7 @@ pub fn frame_summary(d: &Decoded) -> Option<String> {
 pub fn event_detail(e: &EventRow, name: &dyn Fn(VmId) -> String, peers: &[VmId]) -> String {
     let ctx = EventContext {
         peers: peers.to_vec(),
-        packet: None,
+        ..EventContext::default()
     };
     event_detail_with(e, name, &ctx)
 }
@@ -176,7 +187,7 @@ pub fn event_detail_with(e: &EventRow, name: &dyn Fn(VmId) -> String, ctx: &Even
         let names: Vec<String> = peers.iter().map(|&p| name(p)).collect();
         let packet = ctx.packet.clone().or_else(|| receipt_packet(e));
         let summary = packet.as_ref().and_then(|p| {
-            let mut text = frame_summary(&p.decoded())?;
+            let mut text = frame_summary(&p.decoded(), ctx.isns)?;
             if p.is_cut() {
                 text += &format!(" [{} of {} bytes kept]", p.bytes.len(), p.len);
             }
@@ -225,7 +236,7 @@ pub fn event_detail_with(e: &EventRow, name: &dyn Fn(VmId) -> String, ctx: &Even
 pub fn event_line(e: &EventRow, name: &dyn Fn(VmId) -> String, peers: &[VmId], width: usize) -> String {
     let ctx = EventContext {
         peers: peers.to_vec(),
-        packet: None,
+        ..EventContext::default()
     };
     event_line_with(e, name, &ctx, width)
 }
@@ -302,13 +313,21 @@ mod tests {
     fn tcp_frames_read_like_wireshark() {
         let names = |vm: VmId| ["primary", "replica1", "replica2"][vm as usize].to_string();
         let sent = EventRow::new(0, 10, 1000, EventKind::FrameSent).with_value(12);
-        let ctx = EventContext {
+        let mut ctx = EventContext {
             peers: vec![2],
             packet: Some(PacketRow::new(12, 0, 10, 1000, &segment(b"W 7 3 31\n"))),
+            isns: (None, None),
         };
         assert_eq!(
             event_detail_with(&sent, &names, &ctx),
             "TCP 10.0.0.1:60521 → 10.0.0.3:7001 [PSH,ACK] seq=1055 ack=19 win=2144 len=9 (#12 → replica2)"
+        );
+        // Relative to the connection's SYNs where they are known.
+        ctx.isns = (Some(1000), Some(10));
+        assert!(
+            event_detail_with(&sent, &names, &ctx).contains("[PSH,ACK] seq=55 ack=9 win"),
+            "{}",
+            event_detail_with(&sent, &names, &ctx)
         );
         // A receipt reads its own bytes, even without the packets table.
         let recv = EventRow::new(2, 50, 1050, EventKind::FrameRecv)
@@ -342,13 +361,13 @@ mod tests {
         d.ip_src = Some([10, 0, 0, 1]);
         d.ip_dst = Some([10, 0, 0, 2]);
         assert_eq!(
-            frame_summary(&d).as_deref(),
+            frame_summary(&d, (None, None)).as_deref(),
             Some("ARP who has 10.0.0.2? tell 10.0.0.1")
         );
         d.arp_op = Some(2);
         d.arp_sender_mac = Some([0x52, 0x54, 0, 0x12, 0x34, 1]);
         assert_eq!(
-            frame_summary(&d).as_deref(),
+            frame_summary(&d, (None, None)).as_deref(),
             Some("ARP 10.0.0.1 is at 52:54:00:12:34:01")
         );
         d.proto = Proto::Udp;
@@ -356,13 +375,13 @@ mod tests {
         d.dst_port = Some(67);
         d.payload_len = Some(3);
         assert_eq!(
-            frame_summary(&d).as_deref(),
+            frame_summary(&d, (None, None)).as_deref(),
             Some("UDP 10.0.0.1:68 → 10.0.0.2:67 len=3")
         );
         d.proto = Proto::Icmp;
         d.icmp = Some((8, 0));
         assert_eq!(
-            frame_summary(&d).as_deref(),
+            frame_summary(&d, (None, None)).as_deref(),
             Some("ICMP 10.0.0.1 → 10.0.0.2 echo request len=3")
         );
     }

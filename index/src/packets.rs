@@ -105,6 +105,14 @@ impl PacketRow {
     }
 }
 
+/// The first column of every row `stmt` gives for `params`.
+fn stmt_rows(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<i64>> {
+    stmt.query_map(params, |r| r.get::<_, i64>(0))?.collect()
+}
+
 fn packet_from_row(r: &Row<'_>) -> rusqlite::Result<PacketRow> {
     Ok(PacketRow {
         id: get_u64(r, 0)?,
@@ -250,6 +258,32 @@ impl Index {
                 "finding the ACK of a segment",
             )?
             .pop())
+    }
+
+    /// The initial sequence numbers of `segment`'s connection, as of that
+    /// segment: (its flow's, the opposite flow's), each the sequence number
+    /// of the flow's last SYN up to it; `None` where no SYN was seen.
+    /// Relative sequence numbers (Wireshark's) count from them.
+    pub fn tcp_isns(&self, segment: &PacketRow) -> Result<(Option<u32>, Option<u32>)> {
+        let Some(flow) = flow(&segment.decoded()) else {
+            return Ok((None, None));
+        };
+        let sql = format!(
+            "SELECT tcp_seq FROM packets WHERE proto = 'tcp' AND ip_src = ?1 AND src_port = ?2 \
+             AND ip_dst = ?3 AND dst_port = ?4 AND tcp_flags & {} AND id <= ?5 ORDER BY id DESC LIMIT 1",
+            tcp_flags::SYN
+        );
+        let p = &self.path;
+        let what = "finding a connection's SYN";
+        let mut stmt = self.conn.prepare_cached(&sql).ctx(p, what)?;
+        let id = segment.id as i64;
+        let mut isn = |a: &String, ap: i64, b: &String, bp: i64| -> Result<Option<u32>> {
+            let mut rows = stmt_rows(&mut stmt, (a, ap, b, bp, id)).ctx(p, what)?;
+            Ok(rows.pop().and_then(|v| u32::try_from(v).ok()))
+        };
+        let own = isn(&flow.0, flow.1, &flow.2, flow.3)?;
+        let peer = isn(&flow.2, flow.3, &flow.0, flow.1)?;
+        Ok((own, peer))
     }
 
     /// Every row of `packets` as stored, column by column (for the checksum).

@@ -140,7 +140,8 @@ ALTER TABLE checkpoints ADD COLUMN file_hash TEXT;
 /// Schema 3: `packets`, every frame sent, once (not once per destination
 /// as `frames`), with its bytes and its decoded headers as columns
 /// (`crate::decode`), and `tcp_segments`, a view of its TCP rows with the
-/// flags spelled out. A migrated trace has no packets (its sends kept no
+/// flags spelled out and sequence numbers relative to the connection's SYN
+/// (as Wireshark shows them; NULL where no SYN was seen). A migrated trace has no packets (its sends kept no
 /// bytes); where it keeps checksums, the one of the empty table is added,
 /// so the trace still opens as undamaged.
 ///
@@ -188,8 +189,19 @@ SELECT id, src, sent_icount, sent_vtime_ns, ip_src, src_port, ip_dst, dst_port,
              CASE WHEN tcp_flags & 16  THEN 'ACK,' ELSE '' END ||
              CASE WHEN tcp_flags & 32  THEN 'URG,' ELSE '' END ||
              CASE WHEN tcp_flags & 64  THEN 'ECE,' ELSE '' END ||
-             CASE WHEN tcp_flags & 128 THEN 'CWR,' ELSE '' END, ',') AS flags
-FROM packets WHERE proto = 'tcp';
+             CASE WHEN tcp_flags & 128 THEN 'CWR,' ELSE '' END, ',') AS flags,
+       (tcp_seq - (SELECT s.tcp_seq FROM packets s
+                   WHERE s.proto = 'tcp' AND s.ip_src = p.ip_src AND s.src_port = p.src_port
+                     AND s.ip_dst = p.ip_dst AND s.dst_port = p.dst_port
+                     AND s.tcp_flags & 2 AND s.id <= p.id
+                   ORDER BY s.id DESC LIMIT 1)) & 4294967295 AS rel_seq,
+       CASE WHEN tcp_flags & 16 THEN
+       (tcp_ack - (SELECT s.tcp_seq FROM packets s
+                   WHERE s.proto = 'tcp' AND s.ip_src = p.ip_dst AND s.src_port = p.dst_port
+                     AND s.ip_dst = p.ip_src AND s.dst_port = p.src_port
+                     AND s.tcp_flags & 2 AND s.id <= p.id
+                   ORDER BY s.id DESC LIMIT 1)) & 4294967295 END AS rel_ack
+FROM packets p WHERE proto = 'tcp';
 INSERT INTO meta(key, value)
 SELECT 'checksum.packets', '00000000000000000000000000000000'
 WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'checksum.inputs');

@@ -81,6 +81,17 @@ fn packets_round_trip_and_decode_into_columns() {
         .expect("sql");
     let got: Vec<String> = rows[0].iter().map(|v| v.to_string()).collect();
     assert_eq!(got, ["10.0.0.1", "5000", "3", "tcp"]);
+    // Sequence numbers relative to each direction's SYN, as Wireshark shows them.
+    let (_, rows) = index
+        .query_read_only("SELECT id, rel_seq, rel_ack FROM tcp_segments WHERE id IN (0, 3, 7) ORDER BY id")
+        .expect("sql");
+    let got: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} {} {}", r[0], r[1], r[2]))
+        .collect();
+    assert_eq!(got, ["0 0 NULL", "3 1 1", "7 1 6"]);
+    let seg = index.packet(7).expect("read").expect("row");
+    assert_eq!(index.tcp_isns(&seg).expect("isns"), (Some(900), Some(100)));
 }
 
 #[test]

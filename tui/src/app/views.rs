@@ -39,15 +39,19 @@ struct FrameInfo {
     received: bool,
 }
 
+/// A frame as sent, and its TCP connection's initial sequence numbers.
+type Packet = (PacketRow, (Option<u32>, Option<u32>));
+
 /// What the views read from the index, and what they keep of it.
 pub(super) struct IndexViews {
     index: Index,
     frames: Vec<FrameInfo>,
     /// Rows of `frames` by frame id.
     frames_by_id: HashMap<u64, Vec<usize>>,
-    /// The packets read so far (each frame's bytes as sent), by frame id:
-    /// read when a list line or the payload pane first needs one.
-    packets: RefCell<HashMap<u64, Option<PacketRow>>>,
+    /// The packets read so far (each frame's bytes as sent, with its TCP
+    /// connection's initial sequence numbers), by frame id: read when a
+    /// list line or the payload pane first needs one.
+    packets: RefCell<HashMap<u64, Option<Packet>>>,
     bands: Vec<Band>,
     /// What the timeline's data was read for: (start, span, bookmarks,
     /// interrupts shown); moving the cursor inside the window needs no new query.
@@ -111,11 +115,14 @@ impl IndexViews {
 
     /// Frame `id` as it was sent, if the trace keeps it (a read error
     /// shows as no packet: the line then reads as it did before schema 3).
-    fn packet(&self, id: u64) -> Option<PacketRow> {
+    fn packet(&self, id: u64) -> Option<Packet> {
         if let Some(p) = self.packets.borrow().get(&id) {
             return p.clone();
         }
-        let p = self.index.packet(id).ok().flatten();
+        let p = self.index.packet(id).ok().flatten().map(|p| {
+            let isns = self.index.tcp_isns(&p).unwrap_or((None, None));
+            (p, isns)
+        });
         self.packets.borrow_mut().insert(id, p.clone());
         p
     }
@@ -123,13 +130,17 @@ impl IndexViews {
     /// What a list line shows of an event beyond its row: a frame's peers
     /// and its packet.
     fn context_of(&self, e: &EventRow) -> EventContext {
-        let packet = match e.kind {
-            EventKind::FrameSent | EventKind::FrameRecv => e.value.and_then(|id| self.packet(id)),
-            _ => None,
+        let (packet, isns) = match e.kind {
+            EventKind::FrameSent | EventKind::FrameRecv => match e.value.and_then(|id| self.packet(id)) {
+                Some((p, isns)) => (Some(p), isns),
+                None => (None, (None, None)),
+            },
+            _ => (None, (None, None)),
         };
         EventContext {
             peers: self.peers_of(e),
             packet,
+            isns,
         }
     }
 
@@ -266,7 +277,7 @@ impl App {
             EventKind::FrameSent => format!("{} → {}", name(e.vm), peer_names.join(", ")),
             _ => format!("{} → {}", peer_names.join(", "), name(e.vm)),
         };
-        if let Some(p) = self.views.packet(frame) {
+        if let Some((p, _)) = self.views.packet(frame) {
             return PayloadView {
                 frame,
                 route,
