@@ -1,7 +1,7 @@
 //! How events read, the same in every view: `vmrr events`, gdb's
 //! `monitor events`, the TUI's events list. A frame that carries TCP/IP
 //! reads as Wireshark's Info column does:
-//! `TCP 10.0.0.1:60521 → 10.0.0.3:7001 [PSH,ACK] seq=… ack=… win=… len=9`.
+//! `TCP 10.0.0.1:60521 → 10.0.0.3:7001 [PSH,ACK] seq=… ack=… len=9`.
 
 use vmrr_index::decode::{ip_text, mac_text, tcp_flags, Decoded, Proto};
 use vmrr_index::{EventKind, EventRow, Index, IndexError, PacketRow, VmId};
@@ -93,8 +93,8 @@ impl EventContext {
 }
 
 /// The headers of an IP or ARP frame in one line, as Wireshark's Info
-/// column reads: `TCP 10.0.0.1:5000 → 10.0.0.2:7000 [PSH,ACK] seq=1 ack=9
-/// win=2144 len=9`, `ARP who has 10.0.0.2? tell 10.0.0.1`, `UDP …`, `ICMP
+/// column reads (without the window, to keep lists narrow): `TCP
+/// 10.0.0.1:5000 → 10.0.0.2:7000 [PSH,ACK] seq=1 ack=9 len=9`, `ARP who has 10.0.0.2? tell 10.0.0.1`, `UDP …`, `ICMP
 /// … echo request`; `malformed: why` for headers that do not parse. `None`
 /// for other Ethernet frames (the guest kit's own), which have no such
 /// line. TCP numbers are relative to `isns` (this direction's and the
@@ -117,7 +117,7 @@ pub fn frame_summary(d: &Decoded, isns: (Option<u32>, Option<u32>)) -> Option<St
             if t.has(tcp_flags::ACK) {
                 text += &format!(" ack={}", t.ack.wrapping_sub(isns.1.unwrap_or(0)));
             }
-            text + &format!(" win={} len={len}", t.window)
+            text + &format!(" len={len}")
         }
         Proto::Udp => format!(
             "UDP {src}:{} → {dst}:{} len={len}",
@@ -178,7 +178,7 @@ fn receipt_packet(e: &EventRow) -> Option<PacketRow> {
 
 /// [`event_detail`] with what the index knows about the event: a frame
 /// event with its packet (or a receipt, from its own bytes) reads `TCP
-/// 10.0.0.1:5000 → 10.0.0.2:7000 [PSH,ACK] seq=… ack=… win=… len=9 (#49 →
+/// 10.0.0.1:5000 → 10.0.0.2:7000 [PSH,ACK] seq=… ack=… len=9 (#49 →
 /// backup2)`.
 pub fn event_detail_with(e: &EventRow, name: &dyn Fn(VmId) -> String, ctx: &EventContext) -> String {
     let peers = &ctx.peers;
@@ -320,12 +320,12 @@ mod tests {
         };
         assert_eq!(
             event_detail_with(&sent, &names, &ctx),
-            "TCP 10.0.0.1:60521 → 10.0.0.3:7001 [PSH,ACK] seq=1055 ack=19 win=2144 len=9 (#12 → replica2)"
+            "TCP 10.0.0.1:60521 → 10.0.0.3:7001 [PSH,ACK] seq=1055 ack=19 len=9 (#12 → replica2)"
         );
         // Relative to the connection's SYNs where they are known.
         ctx.isns = (Some(1000), Some(10));
         assert!(
-            event_detail_with(&sent, &names, &ctx).contains("[PSH,ACK] seq=55 ack=9 win"),
+            event_detail_with(&sent, &names, &ctx).contains("[PSH,ACK] seq=55 ack=9 len=9 "),
             "{}",
             event_detail_with(&sent, &names, &ctx)
         );
@@ -335,7 +335,7 @@ mod tests {
             .with_payload(segment(b""));
         assert_eq!(
             event_detail(&recv, &names, &[0]),
-            "TCP 10.0.0.1:60521 → 10.0.0.3:7001 [PSH,ACK] seq=1055 ack=19 win=2144 len=0 (#12 ← primary)"
+            "TCP 10.0.0.1:60521 → 10.0.0.3:7001 [PSH,ACK] seq=1055 ack=19 len=0 (#12 ← primary)"
         );
         // Hostile bytes: a line saying so, never a panic.
         let mut bad = segment(b"");

@@ -110,9 +110,12 @@ fn a_segment_leads_to_its_retransmission_and_its_ack() {
     let pure = index.packet(2).expect("read").expect("row");
     assert_eq!(index.tcp_retransmission(&pure).expect("query"), None);
     assert_eq!(index.tcp_ack_of(&pure).expect("query"), None);
-    // The retransmission itself was not sent again.
+    // The retransmission itself was not sent again; it leads back to the
+    // first copy, which has none before it.
     let again = index.packet(6).expect("read").expect("row");
     assert_eq!(index.tcp_retransmission(&again).expect("query"), None);
+    assert_eq!(index.tcp_original(&again).expect("query").map(|p| p.id), Some(3));
+    assert_eq!(index.tcp_original(&lost).expect("query"), None);
 }
 
 #[test]

@@ -35,6 +35,8 @@ pub enum Action {
     Follow,
     /// Follow the selected TCP segment to its retransmission.
     FollowRetransmission,
+    /// Follow the selected TCP segment back to its first copy.
+    FollowOriginal,
     /// Follow the selected TCP segment to the ACK that covers it.
     FollowAck,
     /// Continue (focus VM).
@@ -217,11 +219,12 @@ pub const KEYMAP: &[Binding] = &[
     ),
     bind(
         &[c('R')],
-        "R / A",
+        "R / O / A",
         Action::FollowRetransmission,
-        "TCP segment: to its retransmission / to the ACK covering it",
-        "segment: rexmit / ACK",
+        "TCP segment: to its retransmission / its first copy / the ACK covering it",
+        "segment: rexmit/orig/ACK",
     ),
+    pair(&[c('O')], Action::FollowOriginal),
     pair(&[c('A')], Action::FollowAck),
     bind(
         &[c('c')],

@@ -40,6 +40,9 @@ pub struct FrameEnd {
 pub enum SegmentLink {
     /// The segment sent again: the same flow and sequence number, later.
     Retransmission,
+    /// The first copy of a segment that was sent again: the same flow and
+    /// sequence number, earliest.
+    Original,
     /// The first frame back whose acknowledgement covers the segment.
     Ack,
 }
@@ -49,6 +52,7 @@ impl SegmentLink {
     pub fn name(self) -> &'static str {
         match self {
             SegmentLink::Retransmission => "retransmission",
+            SegmentLink::Original => "first copy",
             SegmentLink::Ack => "ACK",
         }
     }
@@ -218,6 +222,7 @@ impl Session {
         }
         let found = match to {
             SegmentLink::Retransmission => index.tcp_retransmission(&packet)?,
+            SegmentLink::Original => index.tcp_original(&packet)?,
             SegmentLink::Ack => index.tcp_ack_of(&packet)?,
         };
         found.ok_or_else(|| {
@@ -225,6 +230,7 @@ impl Session {
                 SegmentLink::Retransmission => {
                     format!("frame #{frame} was not sent again later in this trace")
                 }
+                SegmentLink::Original => format!("frame #{frame} is the first copy of its segment"),
                 SegmentLink::Ack => format!("no later frame in this trace acknowledges frame #{frame}"),
             })
         })

@@ -50,16 +50,17 @@ pub enum Move {
         /// Which receiver, for a frame that reached several.
         to: Option<VmId>,
     },
-    /// From a TCP segment to a later frame of its connection: the
-    /// retransmission of the segment (same flow, same sequence number) or
-    /// the ACK that covers it (the opposite flow, an acknowledgement number
-    /// at or past its end). The cursor goes just after that frame's send,
-    /// on its `frame_sent` event; [`Move::Follow`] then reaches its receipt.
+    /// From a TCP segment to another frame of its connection: the
+    /// retransmission of the segment (same flow, same sequence number,
+    /// later), its first copy (the same, earliest), or the ACK that covers
+    /// it (the opposite flow, an acknowledgement number at or past its
+    /// end). The cursor goes just after that frame's send, on its
+    /// `frame_sent` event; [`Move::Follow`] then reaches its receipt.
     FollowSegment {
         /// The segment's `frame_sent`/`frame_recv` event; `None`: the frame
         /// the focus VM sent or received at the cursor.
         event: Option<u64>,
-        /// Which later frame.
+        /// Which frame.
         to: SegmentLink,
     },
     /// Until the function the VM stands in returns (`finish`).

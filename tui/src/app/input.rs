@@ -111,15 +111,15 @@ impl App {
                 self.follow_from = event;
                 self.submit(Job::Move(Move::Follow { event, to: None }));
             }
-            Action::FollowRetransmission | Action::FollowAck => {
+            Action::FollowRetransmission | Action::FollowOriginal | Action::FollowAck => {
                 let event = match self.state.list_pane {
                     ListPane::Events => self.state.events.selected_frame_event().map(|e| e.id),
                     ListPane::Bookmarks => None,
                 };
-                let to = if action == Action::FollowAck {
-                    SegmentLink::Ack
-                } else {
-                    SegmentLink::Retransmission
+                let to = match action {
+                    Action::FollowAck => SegmentLink::Ack,
+                    Action::FollowOriginal => SegmentLink::Original,
+                    _ => SegmentLink::Retransmission,
                 };
                 self.submit(Job::Move(Move::FollowSegment { event, to }));
             }
