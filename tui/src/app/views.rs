@@ -277,12 +277,13 @@ impl App {
             EventKind::FrameSent => format!("{} → {}", name(e.vm), peer_names.join(", ")),
             _ => format!("{} → {}", peer_names.join(", "), name(e.vm)),
         };
-        if let Some((p, _)) = self.views.packet(frame) {
+        if let Some((p, isns)) = self.views.packet(frame) {
             return PayloadView {
                 frame,
                 route,
                 bytes: p.bytes,
                 missing: None,
+                isns,
             };
         }
         let receipt = match e.kind {
@@ -308,6 +309,7 @@ impl App {
             route,
             bytes,
             missing,
+            isns: (None, None),
         }
     }
 
