@@ -316,6 +316,50 @@ impl Index {
         Ok((own, peer))
     }
 
+    /// For a trace recorded before schema 3 (its `packets` table is empty):
+    /// a row for every frame that was received, from the bytes its
+    /// `frame_recv` event carries and the send in `frames`. Frames that
+    /// reached nobody kept no bytes then, and get no row. Returns how many
+    /// rows were added; nothing when the table already has rows. The
+    /// checksums are sealed again, since the rows are new.
+    pub fn fill_packets_from_receipts(&mut self) -> Result<u64> {
+        if self.packet_count()? > 0 {
+            return Ok(0);
+        }
+        let p = self.path.clone();
+        let what = "reading the frames received";
+        let rows: Vec<PacketRow> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT f.id, f.src, f.sent_icount, f.sent_vtime_ns, e.payload FROM frames f \
+                     JOIN events e ON e.kind = 'frame_recv' AND e.value = f.id AND e.vm = f.dst \
+                     AND e.icount = f.recv_icount WHERE e.payload IS NOT NULL GROUP BY f.id ORDER BY f.id",
+                )
+                .ctx(&p, what)?;
+            let found = stmt
+                .query_map([], |r| {
+                    Ok(PacketRow::new(
+                        get_u64(r, 0)?,
+                        r.get(1)?,
+                        get_u64(r, 2)?,
+                        get_u64(r, 3)?,
+                        &r.get::<_, Vec<u8>>(4)?,
+                    ))
+                })
+                .ctx(&p, what)?;
+            found.collect::<rusqlite::Result<Vec<_>>>().ctx(&p, what)?
+        };
+        for row in &rows {
+            self.add_packet(row)?;
+        }
+        self.flush()?;
+        if self.has_checksums()? {
+            self.seal_checksums()?;
+        }
+        Ok(rows.len() as u64)
+    }
+
     /// Every row of `packets` as stored, column by column (for the checksum).
     pub(crate) fn packet_values(&self) -> Result<Vec<Vec<Value>>> {
         let p = &self.path;

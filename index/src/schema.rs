@@ -141,9 +141,11 @@ ALTER TABLE checkpoints ADD COLUMN file_hash TEXT;
 /// as `frames`), with its bytes and its decoded headers as columns
 /// (`crate::decode`), and `tcp_segments`, a view of its TCP rows with the
 /// flags spelled out and sequence numbers relative to the connection's SYN
-/// (as Wireshark shows them; NULL where no SYN was seen). A migrated trace has no packets (its sends kept no
-/// bytes); where it keeps checksums, the one of the empty table is added,
-/// so the trace still opens as undamaged.
+/// (as Wireshark shows them; NULL where no SYN was seen). A migrated trace
+/// has no packets (its sends kept no bytes; `Index::fill_packets_from_receipts`,
+/// run by `vmrr index`, keeps those of the frames received); where it keeps
+/// checksums, the one of the empty table is added, so the trace still opens
+/// as undamaged.
 ///
 /// * `packets_flow` serves "the next segment of this TCP flow" (a
 ///   retransmission, the ACK covering a segment); `packets_vtime` time

@@ -162,4 +162,29 @@ fn schema_2_migrates_with_an_empty_packets_table() {
     assert_eq!(index.schema_version().expect("version"), SCHEMA_VERSION);
     assert_eq!(index.packet_count().expect("count"), 0);
     assert!(index.verify_checksums().expect("still undamaged"));
+    // `vmrr index` then keeps what the receipts carried: frames 1, 2 and
+    // 3 were received (one row for flooded frame 1), 4 and 5 never were.
+    let mut index = index;
+    assert_eq!(
+        index.fill_packets_from_receipts().expect("fill"),
+        0,
+        "no receipts carry bytes"
+    );
+    drop(index);
+    rusqlite::Connection::open(s.index_path())
+        .expect("open")
+        .execute_batch(
+            "UPDATE events SET value = 1, payload = zeroblob(60) WHERE kind = 'frame_recv' AND vm = 1;",
+        )
+        .expect("receipts with bytes");
+    let mut index = Index::open(s.index_path()).expect("open");
+    index.seal_checksums().expect("seal the edit");
+    let added = index.fill_packets_from_receipts().expect("fill");
+    assert!(added >= 1, "{added}");
+    assert_eq!(
+        index.packet(1).expect("read").map(|p| (p.src, p.len)),
+        Some((0, 60))
+    );
+    assert!(index.verify_checksums().expect("sealed"));
+    assert_eq!(index.fill_packets_from_receipts().expect("again"), 0);
 }
