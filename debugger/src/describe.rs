@@ -94,11 +94,12 @@ impl EventContext {
 
 /// The headers of an IP or ARP frame in one line, as Wireshark's Info
 /// column reads (without the window, to keep lists narrow): `TCP
-/// 10.0.0.1:5000 → 10.0.0.2:7000 [PSH,ACK] seq=1 ack=9 len=9`, `ARP who has 10.0.0.2? tell 10.0.0.1`, `UDP …`, `ICMP
-/// … echo request`; `malformed: why` for headers that do not parse. `None`
-/// for other Ethernet frames (the guest kit's own), which have no such
-/// line. TCP numbers are relative to `isns` (this direction's and the
-/// other's initial sequence numbers) where they are known, raw otherwise.
+/// 10.0.0.1:5000 → 10.0.0.2:7000 [PSH,ACK] seq=1 ack=9 len=9`, `ARP who
+/// has 10.0.0.2? tell 10.0.0.1`, `UDP …`, `ICMP … echo request`;
+/// `malformed frame: why` for headers that do not parse. `None` for other
+/// Ethernet frames (the guest kit's own), which have no such line. TCP
+/// numbers are relative to `isns` (this direction's and the other's
+/// initial sequence numbers) where they are known, raw otherwise.
 pub fn frame_summary(d: &Decoded, isns: (Option<u32>, Option<u32>)) -> Option<String> {
     let ip = |a: &Option<[u8; 4]>| a.as_ref().map_or_else(|| "?".to_string(), ip_text);
     let port = |p: Option<u16>| p.map_or_else(|| "?".to_string(), |p| p.to_string());
