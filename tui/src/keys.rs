@@ -222,7 +222,7 @@ pub const KEYMAP: &[Binding] = &[
         "R / O / A",
         Action::FollowRetransmission,
         "TCP segment: to its retransmission / its first copy / the ACK covering it",
-        "segment: rexmit/orig/ACK",
+        "TCP: rexmit/first/ACK",
     ),
     pair(&[c('O')], Action::FollowOriginal),
     pair(&[c('A')], Action::FollowAck),
