@@ -3,6 +3,9 @@
 #   gcc, make        build the guest kernels (guests/Makefile)
 #   gdb, tmux        interactive debugging / terminal UI tests
 #   qemu-system-x86  reference emulator for cross-checking guest behaviour
+#   tshark           reads the pcapng captures `vmrr pcap` writes (tests);
+#                    installed without its setuid capture helper (debconf
+#                    question answered in advance, so nothing is asked)
 #   lwIP's sources   `apt-get source lwip` for the guests that run lwIP's
 #                    TCP/IP (guests/fetch-lwip.sh); needs a deb-src entry
 #                    and dpkg-dev (dpkg-source unpacks the package)
@@ -39,8 +42,9 @@ declare -A PKG_OF=(
     [gdb]=gdb
     [tmux]=tmux
     [dpkg-source]=dpkg-dev
+    [tshark]=tshark
 )
-CMDS=(gcc make gdb tmux dpkg-source)
+CMDS=(gcc make gdb tmux dpkg-source tshark)
 
 missing=()
 for cmd in "${CMDS[@]}"; do
@@ -122,6 +126,9 @@ if ! out=$(apt-get update -q 2>&1); then
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then
+    # tshark's package asks whether non-root users may capture; the tests
+    # only read files, so: no, and without asking.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     log "installing ${missing[*]}"
     if ! out=$(apt-get install -y -q --no-install-recommends "${missing[@]}" 2>&1); then
         echo "$out" >&2

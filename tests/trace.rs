@@ -459,6 +459,11 @@ fn tampering_is_named_as_damage_not_divergence() {
             "DELETE FROM checkpoints WHERE vm = 2 AND icount > 0 AND icount < 30000",
             "the checkpoints table",
         ),
+        (
+            "packet-bytes",
+            "UPDATE packets SET bytes = zeroblob(length(bytes)) WHERE id = 3",
+            "the packets table",
+        ),
     ] {
         let dir = copy_of(name);
         sql(&dir, statement);
@@ -472,6 +477,23 @@ fn tampering_is_named_as_damage_not_divergence() {
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    // A frame's bytes edited and the checksums sealed again: the replay
+    // sends other bytes, so verification names the packets table.
+    let dir = copy_of("packet-resealed");
+    sql(
+        &dir,
+        "UPDATE packets SET bytes = zeroblob(length(bytes)) WHERE id = 3",
+    );
+    vmrr_index::Index::open(dir.join("index.sqlite"))
+        .and_then(|mut i| i.seal_checksums())
+        .expect("seal");
+    let e = replay_error(&dir, EXIT_DAMAGED);
+    assert!(
+        e.contains("at icount") && e.contains("packets table was edited or damaged"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 
     // Rows replay does not depend on (28 interrupts inside one slice): the
     // VM replays exactly, so verification names the events table as damaged.

@@ -1,6 +1,7 @@
 //! Checksums of what replay depends on: the frames handed to each VM (the
 //! `frame_recv` events, payloads included), the frames table, the
-//! checkpoints and the VMs. The recorder's index keeps them up to date as it
+//! checkpoints and the VMs; and of the frames' bytes and headers that the
+//! views and `vmrr pcap` show (the packets table). The recorder's index keeps them up to date as it
 //! writes (in `meta`, committed with the rows they cover), and opening a
 //! trace recomputes them: an edited, deleted or added row is named as damage
 //! before anything is shown from it.
@@ -12,11 +13,14 @@
 use std::collections::HashMap;
 
 use crate::error::{IndexError, Result, SqlContext};
+use rusqlite::types::Value;
+
+use crate::packets::PacketRow;
 use crate::rows::{CheckpointRow, EventKind, EventRow, FrameRow, VmRow};
 use crate::Index;
 
 /// The tables a checksum covers, and their keys in `meta`.
-pub const COVERED: [(&str, &str); 4] = [
+pub const COVERED: [(&str, &str); 5] = [
     (
         "checksum.inputs",
         "the frames handed to the VMs (frame_recv events)",
@@ -24,6 +28,7 @@ pub const COVERED: [(&str, &str); 4] = [
     ("checksum.frames", "the frames table"),
     ("checksum.checkpoints", "the checkpoints table"),
     ("checksum.vms", "the vms table"),
+    ("checksum.packets", "the packets table (the frames' bytes)"),
 ];
 
 /// Bytes of a row, field by field with lengths, for hashing.
@@ -91,6 +96,21 @@ fn frame_hash(f: &FrameRow) -> u128 {
         .hash()
 }
 
+/// A packet row by its stored column values (the decoded columns too, so
+/// an edit of any of them is caught).
+fn packet_hash(values: &[Value]) -> u128 {
+    values
+        .iter()
+        .fold(Canon::default(), |c, v| match v {
+            Value::Null => c.u(0),
+            Value::Integer(i) => c.u(1).u(*i as u64),
+            Value::Real(r) => c.u(2).u(r.to_bits()),
+            Value::Text(t) => c.u(3).text(t),
+            Value::Blob(b) => c.u(4).bytes(Some(b)),
+        })
+        .hash()
+}
+
 fn checkpoint_hash(c: &CheckpointRow) -> u128 {
     Canon::default()
         .u(u64::from(c.vm))
@@ -121,8 +141,9 @@ fn vm_hash(v: &VmRow) -> u128 {
 /// The running checksums of an index being recorded.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
-    sums: [u128; 4],
+    sums: [u128; 5],
     frames: HashMap<(u64, u32), u128>,
+    packets: HashMap<u64, u128>,
     checkpoints: HashMap<(u32, u64), u128>,
     vms: HashMap<u32, u128>,
 }
@@ -154,6 +175,15 @@ impl Tracker {
         );
     }
 
+    pub(crate) fn packet(&mut self, p: &PacketRow) {
+        Self::replace(
+            &mut self.sums[4],
+            &mut self.packets,
+            p.id,
+            packet_hash(&p.values()),
+        );
+    }
+
     pub(crate) fn vm(&mut self, v: &VmRow) {
         Self::replace(&mut self.sums[3], &mut self.vms, v.id, vm_hash(v));
     }
@@ -170,10 +200,10 @@ impl Tracker {
 
 impl Index {
     /// The checksums of the rows as they are now.
-    fn current_sums(&self) -> Result<[u128; 4]> {
+    fn current_sums(&self) -> Result<[u128; 5]> {
         let p = self.path.clone();
         let what = "computing the index's checksums";
-        let mut sums = [0u128; 4];
+        let mut sums = [0u128; 5];
         let inputs = self.events_in_window(
             0,
             u64::MAX,
@@ -199,6 +229,10 @@ impl Index {
                 .fold(sums[2], |s, c| s.wrapping_add(checkpoint_hash(c)));
         }
         sums[3] = vms.iter().fold(0, |s, v| s.wrapping_add(vm_hash(v)));
+        sums[4] = self
+            .packet_values()?
+            .iter()
+            .fold(0, |s, row| s.wrapping_add(packet_hash(row)));
         Ok(sums)
     }
 

@@ -147,7 +147,7 @@ impl Index {
                 return Err(IndexError::OldSchema {
                     path: path.to_path_buf(),
                     version,
-                    detail: "open it read-write once (e.g. with `vmrr events`) to upgrade it".into(),
+                    detail: "open it read-write once (e.g. with `vmrr index TRACE`) to upgrade it".into(),
                 });
             }
             migrate(&mut conn, path, version)?;

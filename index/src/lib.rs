@@ -11,7 +11,8 @@
 //! `(vm, icount)` with the virtual time stored beside them.
 //!
 //! Tables (see `index/SCHEMA.md` and [`schema`]): `meta`, `vms`, `events`,
-//! `frames`, `checkpoints`, `bookmarks`; schema version [`SCHEMA_VERSION`].
+//! `frames`, `packets` (each frame's bytes and decoded headers, [`decode`]),
+//! `checkpoints`, `exec_slices`, `bookmarks`; schema version [`SCHEMA_VERSION`].
 //!
 //! ```no_run
 //! use vmrr_index::{EventFilter, EventKind, EventRow, Index};
@@ -27,10 +28,12 @@
 
 mod bookmarks;
 mod checksum;
+pub mod decode;
 mod error;
 mod exec;
 mod index;
 mod kinds;
+mod packets;
 mod pos;
 mod query;
 mod rows;
@@ -43,6 +46,7 @@ pub use bookmarks::MAX_BOOKMARK_NAME_CHARS;
 pub use error::{IndexError, Result};
 pub use exec::ExecSliceRow;
 pub use index::{Index, DEFAULT_BATCH_ROWS};
+pub use packets::{PacketRow, PACKET_BYTES_CAP};
 pub use pos::{Pos, Position};
 pub use rows::{
     BookmarkRow, CheckpointRow, EventFilter, EventKind, EventRow, FrameFate, FrameRow, IndexStats, SqlRows,

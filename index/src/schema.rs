@@ -3,7 +3,7 @@
 
 /// The schema version this build writes, and the newest it reads. Stored in
 /// `meta.schema_version` and in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// `PRAGMA application_id` of a vmrr index: the ASCII bytes "vmrr".
 pub const APPLICATION_ID: i64 = 0x766d_7272;
@@ -12,7 +12,7 @@ pub const APPLICATION_ID: i64 = 0x766d_7272;
 pub const INDEX_FILE_NAME: &str = "index.sqlite";
 
 /// The tables every index of this schema has (checked on open).
-pub(crate) const TABLES: [&str; 7] = [
+pub(crate) const TABLES: [&str; 8] = [
     "meta",
     "vms",
     "events",
@@ -20,6 +20,7 @@ pub(crate) const TABLES: [&str; 7] = [
     "checkpoints",
     "bookmarks",
     "exec_slices",
+    "packets",
 ];
 
 /// The indexes the queries name (`INDEXED BY`), checked on open.
@@ -136,11 +137,89 @@ CREATE TABLE exec_slices(
 ALTER TABLE checkpoints ADD COLUMN file_hash TEXT;
 ";
 
+/// Schema 3: `packets`, every frame sent, once (not once per destination
+/// as `frames`), with its bytes and its decoded headers as columns
+/// (`crate::decode`), and `tcp_segments`, a view of its TCP rows with the
+/// flags spelled out and sequence numbers relative to the connection's SYN
+/// (as Wireshark shows them; NULL where no SYN was seen). A migrated trace
+/// has no packets (its sends kept no bytes; `Index::fill_packets_from_receipts`,
+/// run by `vmrr index`, keeps those of the frames received); where it keeps
+/// checksums, the one of the empty table is added, so the trace still opens
+/// as undamaged.
+///
+/// * `packets_flow` serves "the next segment of this TCP flow" (a
+///   retransmission, the ACK covering a segment); `packets_vtime` time
+///   windows (`vmrr pcap --from/--to`); `packets_src_sent` the frames one
+///   instruction sent (verification compares their bytes with the replay's).
+pub const SCHEMA_V3: &str = "
+CREATE TABLE packets(
+    id            INTEGER PRIMARY KEY,
+    src           INTEGER NOT NULL,
+    sent_icount   INTEGER NOT NULL,
+    sent_vtime_ns INTEGER NOT NULL,
+    len           INTEGER NOT NULL,
+    bytes         BLOB NOT NULL,
+    proto         TEXT NOT NULL,
+    eth_dst       TEXT,
+    eth_src       TEXT,
+    ethertype     INTEGER,
+    ip_src        TEXT,
+    ip_dst        TEXT,
+    ip_proto      INTEGER,
+    src_port      INTEGER,
+    dst_port      INTEGER,
+    tcp_seq       INTEGER,
+    tcp_ack       INTEGER,
+    tcp_flags     INTEGER,
+    tcp_window    INTEGER,
+    payload_len   INTEGER,
+    arp_op        INTEGER,
+    icmp_type     INTEGER,
+    icmp_code     INTEGER,
+    malformed     TEXT
+);
+CREATE INDEX packets_flow  ON packets(ip_src, src_port, ip_dst, dst_port);
+CREATE INDEX packets_vtime ON packets(sent_vtime_ns);
+CREATE INDEX packets_src_sent ON packets(src, sent_icount);
+CREATE VIEW tcp_segments AS
+SELECT id, src, sent_icount, sent_vtime_ns, ip_src, src_port, ip_dst, dst_port,
+       tcp_seq AS seq, tcp_ack AS ack, tcp_window AS win, payload_len AS len,
+       rtrim(CASE WHEN tcp_flags & 1   THEN 'FIN,' ELSE '' END ||
+             CASE WHEN tcp_flags & 2   THEN 'SYN,' ELSE '' END ||
+             CASE WHEN tcp_flags & 4   THEN 'RST,' ELSE '' END ||
+             CASE WHEN tcp_flags & 8   THEN 'PSH,' ELSE '' END ||
+             CASE WHEN tcp_flags & 16  THEN 'ACK,' ELSE '' END ||
+             CASE WHEN tcp_flags & 32  THEN 'URG,' ELSE '' END ||
+             CASE WHEN tcp_flags & 64  THEN 'ECE,' ELSE '' END ||
+             CASE WHEN tcp_flags & 128 THEN 'CWR,' ELSE '' END, ',') AS flags,
+       (tcp_seq - (SELECT s.tcp_seq FROM packets s
+                   WHERE s.proto = 'tcp' AND s.ip_src = p.ip_src AND s.src_port = p.src_port
+                     AND s.ip_dst = p.ip_dst AND s.dst_port = p.dst_port
+                     AND s.tcp_flags & 2 AND s.id <= p.id
+                   ORDER BY s.id DESC LIMIT 1)) & 4294967295 AS rel_seq,
+       CASE WHEN tcp_flags & 16 THEN
+       (tcp_ack - (SELECT s.tcp_seq FROM packets s
+                   WHERE s.proto = 'tcp' AND s.ip_src = p.ip_dst AND s.src_port = p.dst_port
+                     AND s.ip_dst = p.ip_src AND s.dst_port = p.src_port
+                     AND s.tcp_flags & 2 AND s.id <= p.id
+                   ORDER BY s.id DESC LIMIT 1)) & 4294967295 END AS rel_ack
+FROM packets p WHERE proto = 'tcp';
+INSERT INTO meta(key, value)
+SELECT 'checksum.packets', '00000000000000000000000000000000'
+WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'checksum.inputs');
+";
+
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    sql: SCHEMA_V2,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        sql: SCHEMA_V2,
+    },
+    Migration {
+        from: 2,
+        sql: SCHEMA_V3,
+    },
+];
 
 /// The migrations that take `from` up to [`SCHEMA_VERSION`], in order, or the
 /// first version that has no way forward.
@@ -167,8 +246,9 @@ mod tests {
     }
 
     #[test]
-    fn version_one_migrates_in_one_step() {
-        assert!(matches!(migration_path(1), Ok(p) if p.len() == 1 && p[0].from == 1));
+    fn older_versions_migrate_one_step_at_a_time() {
+        assert!(matches!(migration_path(1), Ok(p) if p.len() == 2 && p[0].from == 1 && p[1].from == 2));
+        assert!(matches!(migration_path(2), Ok(p) if p.len() == 1 && p[0].from == 2));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use rusqlite::params;
 
 use crate::error::{IndexError, Result, SqlContext};
 use crate::exec::ExecSliceRow;
+use crate::packets::PacketRow;
 use crate::rows::{CheckpointRow, EventRow, FrameRow, VmRow};
 use crate::Index;
 
@@ -15,6 +16,7 @@ use crate::Index;
 pub(crate) struct Pending {
     events: Vec<EventRow>,
     frames: Vec<FrameRow>,
+    pub(crate) packets: Vec<PacketRow>,
     checkpoints: Vec<CheckpointRow>,
     vms: Vec<VmRow>,
     meta: Vec<(String, String)>,
@@ -25,6 +27,7 @@ impl Pending {
     pub(crate) fn len(&self) -> usize {
         self.events.len()
             + self.frames.len()
+            + self.packets.len()
             + self.checkpoints.len()
             + self.vms.len()
             + self.meta.len()
@@ -138,7 +141,7 @@ impl Index {
         self.auto_flush()
     }
 
-    fn auto_flush(&mut self) -> Result<()> {
+    pub(crate) fn auto_flush(&mut self) -> Result<()> {
         if self.pending.len() >= self.batch_rows {
             self.flush()
         } else {
@@ -213,6 +216,19 @@ impl Index {
                         f.payload,
                     ])
                     .ctx(p, "writing a frame")?;
+                }
+            }
+            if !pending.packets.is_empty() {
+                let marks = vec!["?"; crate::packets::PACKET_COL_COUNT].join(", ");
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "INSERT OR REPLACE INTO packets({}) VALUES ({marks})",
+                        crate::packets::PACKET_COLS
+                    ))
+                    .ctx(p, what)?;
+                for packet in &pending.packets {
+                    stmt.execute(rusqlite::params_from_iter(packet.values()))
+                        .ctx(p, "writing a packet")?;
                 }
             }
             if !pending.checkpoints.is_empty() {

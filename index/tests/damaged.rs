@@ -150,14 +150,14 @@ fn newer_schema() {
         assert_names_file(&err, &path);
         assert!(
             err.to_string()
-                .ends_with("written by a newer vmrr (schema 99, this vmrr reads up to 2): upgrade vmrr"),
+                .ends_with("written by a newer vmrr (schema 99, this vmrr reads up to 3): upgrade vmrr"),
             "{err}"
         );
     }
     // only meta says so: still too new
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
     }
     assert!(matches!(
         Index::open(&path),
@@ -194,9 +194,9 @@ fn older_or_nonsense_schema() {
         .contains("not a number"));
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'", [])
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'", [])
             .unwrap();
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
         conn.execute_batch("DROP TABLE frames").unwrap();
     }
     let err = Index::open(&path).unwrap_err();

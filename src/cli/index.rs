@@ -1,5 +1,7 @@
 //! `vmrr index`: builds the execution index of a trace recorded without one
-//! (by an older vmrr), replaying its checkpoint slices in parallel.
+//! (by an older vmrr), replaying its checkpoint slices in parallel; and
+//! keeps, for a trace recorded before frames were kept (schema 3), the
+//! bytes of the frames its receipts carry.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -62,6 +64,16 @@ pub fn run(args: &IndexArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::of(&e))?;
     if tty && built > 0 {
         eprintln!();
+    }
+    let packets = trace
+        .index()
+        .fill_packets_from_receipts()
+        .map_err(|e| CliError::of(&e))?;
+    if packets > 0 {
+        eprintln!(
+            "vmrr: kept the bytes of {packets} received frames of {} (frames lost on the way kept none when it was recorded)",
+            args.trace.display()
+        );
     }
     if built == 0 {
         eprintln!(

@@ -8,6 +8,7 @@ mod fork;
 mod gdb;
 mod index;
 mod origin;
+mod pcap;
 mod query;
 mod record;
 mod replay;
@@ -113,6 +114,10 @@ enum Command {
     Events(query::EventsArgs),
     /// Run a read-only SQL query on a trace's index (see index/SCHEMA.md).
     Sql(query::SqlArgs),
+    /// Export a trace's frames as a pcapng capture (Wireshark, tshark,
+    /// tcpdump): one interface per VM's link, virtual timestamps in ns,
+    /// frames lost to a fault marked in a comment.
+    Pcap(pcap::PcapArgs),
     /// Build the execution index of a trace recorded by an older vmrr (which
     /// makes continue, finish and watchpoints fast), replaying its slices.
     Index(index::IndexArgs),
@@ -205,6 +210,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Replay(args) => replay::run(&args),
         Command::Events(args) => query::events(&args),
         Command::Sql(args) => query::sql(&args),
+        Command::Pcap(args) => pcap::run(&args),
         Command::Index(args) => index::run(&args),
         Command::Gdb(args) => gdb::run(&args),
         Command::Fork(args) => fork::run(&args),

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use vmrr_debugger::describe::event_line;
+use vmrr_debugger::describe::{event_line_with, EventContext};
 use vmrr_index::{EventFilter, EventKind, Index};
 
 /// Arguments of `vmrr events`.
@@ -99,8 +99,8 @@ pub fn events(args: &EventsArgs) -> Result<ExitCode, CliError> {
     };
     let mut out = String::new();
     for r in rows {
-        let peers = index.frame_peers(&r).map_err(|e| e.to_string())?;
-        out += &event_line(&r, &name, &peers, width);
+        let ctx = EventContext::of(&index, &r).map_err(|e| e.to_string())?;
+        out += &event_line_with(&r, &name, &ctx, width);
         out.push('\n');
     }
     print!("{out}");

@@ -22,7 +22,7 @@ pub fn axis_time(ns: u64, span: u64) -> String {
     }
 }
 
-pub use vmrr_debugger::describe::{event_detail, kind_label as kind, span};
+pub use vmrr_debugger::describe::{event_detail, event_detail_with, kind_label as kind, span};
 use vmrr_debugger::dwarf::Program;
 
 /// A virtual time for a list column: `138.139451` (ms, no unit), the

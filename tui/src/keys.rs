@@ -33,6 +33,12 @@ pub enum Action {
     NextEvent,
     /// Follow the selected frame to its other end.
     Follow,
+    /// Follow the selected TCP segment to its retransmission.
+    FollowRetransmission,
+    /// Follow the selected TCP segment back to its first copy.
+    FollowOriginal,
+    /// Follow the selected TCP segment to the ACK that covers it.
+    FollowAck,
     /// Continue (focus VM).
     Continue,
     /// Reverse-continue (focus VM).
@@ -211,6 +217,15 @@ pub const KEYMAP: &[Binding] = &[
         "follow the selected frame to its receipt or its send",
         "follow selected frame",
     ),
+    bind(
+        &[c('R')],
+        "R / O / A",
+        Action::FollowRetransmission,
+        "TCP segment: to its retransmission / its first copy / the ACK covering it",
+        "TCP: rexmit/first/ACK",
+    ),
+    pair(&[c('O')], Action::FollowOriginal),
+    pair(&[c('A')], Action::FollowAck),
     bind(
         &[c('c')],
         "c / C",

@@ -277,6 +277,7 @@ mod tests {
             route: "a → b".into(),
             bytes: (0..70).collect(),
             missing: None,
+            isns: (None, None),
         });
         s
     }

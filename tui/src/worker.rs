@@ -72,6 +72,7 @@ impl Job {
             Job::Move(Move::Until { .. }) => "until",
             Job::Move(Move::Goto(_) | Move::GotoEvent(_) | Move::Event { .. }) => "go to",
             Job::Move(Move::Follow { .. }) => "follow frame",
+            Job::Move(Move::FollowSegment { .. }) => "follow segment",
             Job::Move(Move::Continue {
                 dir: Direction::Forward,
                 ..
@@ -321,6 +322,15 @@ fn describe_outcome(s: &Session, mv: &Move, outcome: &Outcome, programs: &[Arc<P
                     describe_pos(s, *pos)
                 ),
                 None => format!("followed the frame to {}", describe_pos(s, *pos)),
+            }
+        }
+        (Move::FollowSegment { to, .. }, Outcome::Moved { pos, event }) => {
+            let frame = event
+                .and_then(|id| s.trace().index().event(id).ok().flatten())
+                .and_then(|e| e.value);
+            match frame {
+                Some(f) => format!("{}: frame #{f}'s send, {}", to.name(), describe_pos(s, *pos)),
+                None => format!("{}: {}", to.name(), describe_pos(s, *pos)),
             }
         }
         (_, Outcome::Moved { pos, event: Some(id) }) => format!("at event #{id}: {}", describe_pos(s, *pos)),

@@ -4,6 +4,7 @@
 use vmrr_index::{EventFilter, EventRow, Position};
 
 use super::{Session, SessionError, VmId};
+use crate::describe::EventContext;
 
 impl Session {
     /// Up to `count` events passing `filter` that have happened at the
@@ -52,5 +53,11 @@ impl Session {
     /// The VMs at the other end of a frame event (see `Index::frame_peers`).
     pub fn event_peers(&self, e: &EventRow) -> Result<Vec<VmId>, SessionError> {
         Ok(self.trace.index().frame_peers(e)?)
+    }
+
+    /// What the index knows about an event beyond its row (a frame's peers
+    /// and packet), for `describe::event_line_with`.
+    pub fn event_context(&self, e: &EventRow) -> Result<EventContext, SessionError> {
+        Ok(EventContext::of(&self.trace.index(), e)?)
     }
 }

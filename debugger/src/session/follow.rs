@@ -1,7 +1,10 @@
 //! Frames as causal edges: from a send to every receipt (a flooded frame
-//! has several), from a receipt back to its send.
+//! has several), from a receipt back to its send; and TCP segments as parts
+//! of a connection: from a segment to its retransmission and to the ACK
+//! that covers it.
 
-use vmrr_index::{EventKind, EventRow, FrameFate};
+use vmrr_index::decode::Proto;
+use vmrr_index::{EventKind, EventRow, FrameFate, PacketRow};
 
 use super::{Session, SessionError, VmId};
 
@@ -30,6 +33,29 @@ pub struct FrameEnd {
     pub fate: FrameFate,
     /// The event of this end (`frame_sent` or `frame_recv`), if it has one.
     pub event: Option<u64>,
+}
+
+/// Which later frame of a TCP connection [`Move::FollowSegment`](super::Move::FollowSegment) goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentLink {
+    /// The segment sent again: the same flow and sequence number, later.
+    Retransmission,
+    /// The first copy of a segment that was sent again: the same flow and
+    /// sequence number, earliest.
+    Original,
+    /// The first frame back whose acknowledgement covers the segment.
+    Ack,
+}
+
+impl SegmentLink {
+    /// What it is called in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SegmentLink::Retransmission => "retransmission",
+            SegmentLink::Original => "first copy",
+            SegmentLink::Ack => "ACK",
+        }
+    }
 }
 
 impl FrameEnd {
@@ -132,6 +158,82 @@ impl Session {
             });
         }
         Ok(ends)
+    }
+
+    /// Performs [`Move::FollowSegment`](super::Move::FollowSegment): goes to
+    /// just after the send of the retransmission of, or the ACK covering,
+    /// the TCP segment of `event` (or of the frame at the cursor).
+    pub(super) fn follow_segment(
+        &mut self,
+        event: Option<u64>,
+        to: SegmentLink,
+    ) -> Result<vmrr_index::Pos, SessionError> {
+        let frames = self.frame_ends(event)?;
+        let frame = match (event, frames.first()) {
+            (_, Some(end)) => end.frame,
+            (Some(id), None) => {
+                return Err(SessionError::NoFrame(format!(
+                    "frame event #{id} has no frame in this trace"
+                )))
+            }
+            (None, None) => {
+                return Err(SessionError::NoFrame(format!(
+                    "{} sent or received no frame at the cursor: select a TCP segment",
+                    self.vm_name(self.focus)
+                )))
+            }
+        };
+        let found = self.segment_link(frame, to)?;
+        let end = {
+            let index = self.trace.index();
+            FrameEnd {
+                frame: found.id,
+                kind: EndKind::Send,
+                vm: found.src,
+                icount: Some((found.sent_icount + 1).min(self.trace.end_icount(found.src as usize))),
+                fate: FrameFate::Received,
+                event: index
+                    .frame_event(found.src, found.sent_icount, EventKind::FrameSent, found.id)?
+                    .map(|e| e.id),
+            }
+        };
+        self.go_to_end(&end)
+    }
+
+    /// The frame that is `to` of TCP segment `frame`, or why there is none.
+    fn segment_link(&self, frame: u64, to: SegmentLink) -> Result<PacketRow, SessionError> {
+        let index = self.trace.index();
+        let Some(packet) = index.packet(frame)? else {
+            return Err(SessionError::NoFrame(format!(
+                "the trace keeps no bytes of frame #{frame} (recorded before vmrr kept frames): record it again"
+            )));
+        };
+        let d = packet.decoded();
+        if d.proto != Proto::Tcp {
+            return Err(SessionError::NoFrame(format!(
+                "frame #{frame} is not a TCP segment ({})",
+                d.proto
+            )));
+        }
+        if !d.tcp_occupies_sequence() {
+            return Err(SessionError::NoFrame(format!(
+                "frame #{frame} carries no data, SYN or FIN: nothing is retransmitted or acknowledged"
+            )));
+        }
+        let found = match to {
+            SegmentLink::Retransmission => index.tcp_retransmission(&packet)?,
+            SegmentLink::Original => index.tcp_original(&packet)?,
+            SegmentLink::Ack => index.tcp_ack_of(&packet)?,
+        };
+        found.ok_or_else(|| {
+            SessionError::NoFrame(match to {
+                SegmentLink::Retransmission => {
+                    format!("frame #{frame} was not sent again later in this trace")
+                }
+                SegmentLink::Original => format!("frame #{frame} is the first copy of its segment"),
+                SegmentLink::Ack => format!("no later frame in this trace acknowledges frame #{frame}"),
+            })
+        })
     }
 
     /// Goes to one end of a frame; it and its VM become the cursor's event

@@ -51,7 +51,7 @@ use crate::dwarf::Program;
 use crate::trace::Trace;
 use dense::DenseCache;
 pub use error::SessionError;
-pub use follow::{EndKind, FrameEnd};
+pub use follow::{EndKind, FrameEnd, SegmentLink};
 pub use moment::{Moment, MomentError, MOMENT_HELP};
 pub use moves::{Move, Outcome};
 pub use over::{return_site, ReturnSite, Returned};

@@ -10,11 +10,15 @@
 //! | `start`, `end` | the start of the trace, the end of the focus VM |
 //! | `late #5`, `"start"`, `bookmark late #5` | a bookmark (spaces allowed; quotes or the word `bookmark` for a name that reads like one of the above) |
 //!
-//! Parsing needs no trace; [`crate::session::Session::resolve`] turns a
-//! moment into a position.
+//! Parsing needs no trace; the Session's moves (`Move::Goto`) turn a
+//! moment into a position, and [`Moment::vtime_in`] into a virtual time
+//! from the index alone (for commands that replay nothing, as `vmrr pcap`).
 
 use std::fmt;
 
+use vmrr_index::{Index, VmId};
+
+use super::SessionError;
 use crate::vtime;
 
 /// A moment as a person names it.
@@ -118,6 +122,71 @@ impl Moment {
             }
         }
         Ok(Moment::Bookmark(t.to_string()))
+    }
+}
+
+impl Moment {
+    /// The virtual time of this moment in the trace of `index`, without
+    /// replaying: an icount's time comes from the VM's last event at or
+    /// before it plus the instructions since (idle time only passes at
+    /// events: halts, wakes, receipts), so it is the time the VM reached
+    /// that icount. `end` is the end of `focus`, or of the whole trace when
+    /// no VM is the focus; `N` alone is an icount of `focus` (of the first
+    /// VM without one).
+    pub fn vtime_in(&self, index: &Index, focus: Option<VmId>) -> Result<u64, SessionError> {
+        let vms = index.vms()?;
+        let end_of = |vm: &vmrr_index::VmRow| vm.final_vtime_ns.unwrap_or(0);
+        Ok(match self {
+            Moment::Start => 0,
+            Moment::Time(t) => *t,
+            Moment::End => match focus.and_then(|f| vms.iter().find(|v| v.id == f)) {
+                Some(vm) => end_of(vm),
+                None => vms.iter().map(end_of).max().unwrap_or(0),
+            },
+            Moment::Event(id) => index.event(*id)?.ok_or(SessionError::NoSuchEvent(*id))?.vtime_ns,
+            Moment::Bookmark(name) => {
+                index
+                    .bookmark_by_name(name)?
+                    .ok_or_else(|| SessionError::NoSuchBookmark(name.trim().to_string()))?
+                    .vtime_ns
+            }
+            Moment::Icount { vm, icount } => {
+                let row = match vm {
+                    None => vms.iter().find(|v| Some(v.id) == focus).or(vms.first()),
+                    Some(text) => {
+                        let text = text.trim();
+                        vms.iter().find(|v| v.name == text).or_else(|| {
+                            text.parse::<usize>()
+                                .ok()
+                                .and_then(|n| n.checked_sub(1))
+                                .and_then(|i| vms.get(i))
+                        })
+                    }
+                };
+                let row = row.ok_or_else(|| SessionError::NoSuchVm {
+                    name: vm.clone().unwrap_or_default(),
+                    known: vms.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
+                })?;
+                let end = row.final_icount.unwrap_or(u64::MAX);
+                if *icount > end {
+                    return Err(SessionError::PastEnd {
+                        vm: row.name.clone(),
+                        icount: *icount,
+                        end,
+                    });
+                }
+                let busy = |i: u64| ((u128::from(i) * 1000) / u128::from(row.instr_per_us.max(1))) as u64;
+                match index
+                    .events_of_vm_around(row.id, icount.saturating_add(1), 1, 0)?
+                    .pop()
+                {
+                    Some(e) => e
+                        .vtime_ns
+                        .saturating_add(busy(*icount).saturating_sub(busy(e.icount))),
+                    None => busy(*icount),
+                }
+            }
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 
 use vmrr_index::{EventFilter, Position};
 
-use super::follow::FrameEnd;
+use super::follow::{FrameEnd, SegmentLink};
 use super::moment::Moment;
 use super::over::Returned;
 use super::{Direction, Hit, Pos, Scope, Session, SessionError, StopReason, VmId};
@@ -49,6 +49,19 @@ pub enum Move {
         event: Option<u64>,
         /// Which receiver, for a frame that reached several.
         to: Option<VmId>,
+    },
+    /// From a TCP segment to another frame of its connection: the
+    /// retransmission of the segment (same flow, same sequence number,
+    /// later), its first copy (the same, earliest), or the ACK that covers
+    /// it (the opposite flow, an acknowledgement number at or past its
+    /// end). The cursor goes just after that frame's send, on its
+    /// `frame_sent` event; [`Move::Follow`] then reaches its receipt.
+    FollowSegment {
+        /// The segment's `frame_sent`/`frame_recv` event; `None`: the frame
+        /// the focus VM sent or received at the cursor.
+        event: Option<u64>,
+        /// Which frame.
+        to: SegmentLink,
     },
     /// Until the function the VM stands in returns (`finish`).
     Finish {
@@ -138,6 +151,10 @@ impl Session {
             }
             Move::Event { dir, filter } => self.step_event(*dir, filter),
             Move::Follow { event, to } => self.follow(*event, *to),
+            Move::FollowSegment { event, to } => {
+                let pos = self.follow_segment(*event, *to)?;
+                Ok(self.moved(pos))
+            }
             Move::Continue { scope, dir } => Ok(stopped(self.continue_(*scope, *dir, progress)?)),
             Move::Finish { vm } => {
                 let done = self.finish(*vm, progress)?;

@@ -4,7 +4,7 @@
 //! trace/
 //!   cluster.toml            the configuration, images pointing into images/
 //!   images/<vm>.elf         copies of the guest images (blake3 in the index)
-//!   index.sqlite            events, frames, checkpoints, bookmarks (vmrr-index)
+//!   index.sqlite            events, frames and their bytes, checkpoints, bookmarks (vmrr-index)
 //!   pages/<xx>/<hash>.zst   memory pages, content-addressed, zstd
 //!   checkpoints/vm<N>/<icount>.json.zst   vCPU + device state + changed pages
 //! ```
@@ -19,6 +19,7 @@ pub mod learnt;
 mod open;
 pub mod output;
 pub mod pages;
+pub mod pcap;
 pub mod record;
 mod seek;
 pub mod verify;

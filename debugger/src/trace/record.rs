@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use vmrr_backend::{EventKind as VmEvent, Machine, Stop};
-use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, FrameRow, Index, VmRow};
+use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, FrameRow, Index, PacketRow, VmRow};
 
 use super::checkpoint::CheckpointFile;
 use super::codec::RowEncoder;
@@ -166,8 +166,17 @@ impl Recorder {
     }
 
     pub(crate) fn add(&mut self, e: &ClusterEvent) -> Result<(), TraceError> {
-        if matches!(e.event.kind, VmEvent::FrameReceived(_)) {
-            self.vms[e.vm].inputs += 1;
+        match (&e.event.kind, e.frame) {
+            (VmEvent::FrameReceived(_), _) => self.vms[e.vm].inputs += 1,
+            // Each frame's bytes once, as sent: lost frames keep theirs too.
+            (VmEvent::FrameSent(bytes), Some(id)) => self.index.add_packet(&PacketRow::new(
+                id,
+                e.vm as u32,
+                e.event.icount,
+                e.event.vtime_ns,
+                bytes,
+            ))?,
+            _ => {}
         }
         let mut rows = Vec::new();
         self.vms[e.vm].rows.push(&e.event, e.frame, &mut rows);

@@ -81,7 +81,13 @@ impl Trace {
             });
         let mut encoder = RowEncoder::new(vm as VmId);
         let mut produced = Vec::new();
+        // The bytes of every frame the replay sent, by icount, in order:
+        // the packets table must hold the same.
+        let mut sent: Vec<(u64, Vec<u8>)> = Vec::new();
         for e in machine.take_events() {
+            if let vmrr_backend::EventKind::FrameSent(bytes) = &e.kind {
+                sent.push((e.icount, bytes.clone()));
+            }
             encoder.push(&e, None, &mut produced);
         }
         produced.extend(encoder.flush());
@@ -122,7 +128,10 @@ impl Trace {
                 to.icount
             ));
         } else {
-            result.damage = self.check_frames(vm, &produced)?;
+            result.damage = match self.check_frames(vm, &produced)? {
+                Some(damage) => Some(damage),
+                None => self.check_packets(vm, &sent)?,
+            };
         }
         Ok(result)
     }
@@ -183,6 +192,42 @@ impl Trace {
                         "received a frame"
                     },
                     row.icount
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every frame the replay sent has the same bytes in the packets table
+    /// (cut at its cap). A trace migrated from schema 2 has no packets:
+    /// nothing to compare.
+    fn check_packets(&self, vm: usize, sent: &[(u64, Vec<u8>)]) -> Result<Option<String>, TraceError> {
+        let index = self.index();
+        let mut at = 0;
+        while let Some(&(icount, _)) = sent.get(at) {
+            let here: Vec<&Vec<u8>> = sent[at..]
+                .iter()
+                .take_while(|(i, _)| *i == icount)
+                .map(|(_, b)| b)
+                .collect();
+            at += here.len();
+            let rows = index.packets_sent_at(vm as VmId, icount)?;
+            if rows.is_empty() && index.packet_count()? == 0 {
+                return Ok(None);
+            }
+            let differs = rows.len() != here.len()
+                || rows.iter().zip(&here).any(|(row, bytes)| {
+                    row.len as usize != bytes.len()
+                        || row.bytes[..] != bytes[..bytes.len().min(vmrr_index::PACKET_BYTES_CAP)]
+                });
+            if differs {
+                return Ok(Some(format!(
+                    "{}: VM '{}' sent {} frame(s) at icount {} but the packets table holds {} with other                      bytes or lengths. The packets table was edited or damaged",
+                    index.path().display(),
+                    self.config().vms[vm].name,
+                    here.len(),
+                    icount,
+                    rows.len()
                 )));
             }
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use vmrr_backend::regs::Gpr;
-use vmrr_debugger::session::{Direction, Moment, Move, Scope, VmId};
+use vmrr_debugger::session::{Direction, Moment, Move, Scope, SegmentLink, VmId};
 
 use super::{App, KEY_QUEUE_CAP};
 use crate::keys::{action_for, Action};
@@ -110,6 +110,18 @@ impl App {
                 };
                 self.follow_from = event;
                 self.submit(Job::Move(Move::Follow { event, to: None }));
+            }
+            Action::FollowRetransmission | Action::FollowOriginal | Action::FollowAck => {
+                let event = match self.state.list_pane {
+                    ListPane::Events => self.state.events.selected_frame_event().map(|e| e.id),
+                    ListPane::Bookmarks => None,
+                };
+                let to = match action {
+                    Action::FollowAck => SegmentLink::Ack,
+                    Action::FollowOriginal => SegmentLink::Original,
+                    _ => SegmentLink::Retransmission,
+                };
+                self.submit(Job::Move(Move::FollowSegment { event, to }));
             }
             Action::Continue => self.submit(cont(Direction::Forward)),
             Action::ReverseContinue => self.submit(cont(Direction::Backward)),

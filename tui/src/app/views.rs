@@ -4,13 +4,14 @@
 //! here). What is read is put into the widget states; where the selection
 //! goes afterwards is their business ([`EventsState`](crate::state::EventsState)).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use vmrr_debugger::cluster::config::{FaultKind, FaultSpec};
-use vmrr_debugger::describe::printable;
+use vmrr_debugger::describe::{printable, EventContext};
 use vmrr_debugger::session::VmId;
 use vmrr_debugger::trace::Trace;
-use vmrr_index::{EventFilter, EventKind, EventRow, FrameFate, Index, Position};
+use vmrr_index::{EventFilter, EventKind, EventRow, FrameFate, Index, PacketRow, Position};
 
 use super::App;
 use crate::format;
@@ -38,12 +39,19 @@ struct FrameInfo {
     received: bool,
 }
 
+/// A frame as sent, and its TCP connection's initial sequence numbers.
+type Packet = (PacketRow, (Option<u32>, Option<u32>));
+
 /// What the views read from the index, and what they keep of it.
 pub(super) struct IndexViews {
     index: Index,
     frames: Vec<FrameInfo>,
     /// Rows of `frames` by frame id.
     frames_by_id: HashMap<u64, Vec<usize>>,
+    /// The packets read so far (each frame's bytes as sent, with its TCP
+    /// connection's initial sequence numbers), by frame id: read when a
+    /// list line or the payload pane first needs one.
+    packets: RefCell<HashMap<u64, Option<Packet>>>,
     bands: Vec<Band>,
     /// What the timeline's data was read for: (start, span, bookmarks,
     /// interrupts shown); moving the cursor inside the window needs no new query.
@@ -78,6 +86,7 @@ impl IndexViews {
             index,
             frames,
             frames_by_id,
+            packets: RefCell::new(HashMap::new()),
             bands,
             timeline_key: None,
         })
@@ -102,6 +111,37 @@ impl IndexViews {
             }
         }
         Ok(None)
+    }
+
+    /// Frame `id` as it was sent, if the trace keeps it (a read error
+    /// shows as no packet: the line then reads as it did before schema 3).
+    fn packet(&self, id: u64) -> Option<Packet> {
+        if let Some(p) = self.packets.borrow().get(&id) {
+            return p.clone();
+        }
+        let p = self.index.packet(id).ok().flatten().map(|p| {
+            let isns = self.index.tcp_isns(&p).unwrap_or((None, None));
+            (p, isns)
+        });
+        self.packets.borrow_mut().insert(id, p.clone());
+        p
+    }
+
+    /// What a list line shows of an event beyond its row: a frame's peers
+    /// and its packet.
+    fn context_of(&self, e: &EventRow) -> EventContext {
+        let (packet, isns) = match e.kind {
+            EventKind::FrameSent | EventKind::FrameRecv => match e.value.and_then(|id| self.packet(id)) {
+                Some((p, isns)) => (Some(p), isns),
+                None => (None, (None, None)),
+            },
+            _ => (None, (None, None)),
+        };
+        EventContext {
+            peers: self.peers_of(e),
+            packet,
+            isns,
+        }
     }
 
     /// The other ends of a frame event: every receiver of a send, the
@@ -172,7 +212,7 @@ impl App {
         let lines: Vec<EventLine> = rows
             .into_iter()
             .map(|event| {
-                let detail = format::event_detail(&event, &name, &self.views.peers_of(&event));
+                let detail = format::event_detail_with(&event, &name, &self.views.context_of(&event));
                 let haystack = format!(
                     "{} {} {} {} {} {}",
                     format::vtime(event.vtime_ns),
@@ -227,8 +267,8 @@ impl App {
         self.state.payload = Some(self.load_payload(&e, frame));
     }
 
-    /// A frame's bytes: a receipt carries them; a send's are those of its
-    /// first receipt (the index keeps no copy with the send).
+    /// A frame's bytes: as sent (`packets`), else, in a trace recorded
+    /// before schema 3, those a receipt carries.
     fn load_payload(&self, e: &EventRow, frame: u64) -> PayloadView {
         let name = |vm: VmId| self.state.vm_name(vm as usize).to_string();
         let peers = self.views.peers_of(e);
@@ -237,6 +277,15 @@ impl App {
             EventKind::FrameSent => format!("{} → {}", name(e.vm), peer_names.join(", ")),
             _ => format!("{} → {}", peer_names.join(", "), name(e.vm)),
         };
+        if let Some((p, isns)) = self.views.packet(frame) {
+            return PayloadView {
+                frame,
+                route,
+                bytes: p.bytes,
+                missing: None,
+                isns,
+            };
+        }
         let receipt = match e.kind {
             EventKind::FrameRecv => Ok(Some(e.clone())),
             _ => self.views.first_receipt(frame),
@@ -260,6 +309,7 @@ impl App {
             route,
             bytes,
             missing,
+            isns: (None, None),
         }
     }
 

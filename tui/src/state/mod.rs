@@ -196,6 +196,10 @@ pub struct PayloadView {
     pub bytes: Vec<u8>,
     /// Why there are no bytes, if there are none.
     pub missing: Option<String>,
+    /// For a TCP segment, its connection's initial sequence numbers (this
+    /// direction's, the other's), so the fields read relative as in the
+    /// events list.
+    pub isns: (Option<u32>, Option<u32>),
 }
 
 /// What a prompt asks for.

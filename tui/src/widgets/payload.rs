@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
 use super::{dim, pane};
-use crate::payload::{ascii, decode};
+use crate::payload::{ascii, decode_with};
 use crate::state::AppState;
 
 /// The payload pane.
@@ -42,7 +42,7 @@ impl Widget for PayloadPane<'_> {
         let w = inner.width as usize;
         let mut row: Vec<Span> = Vec::new();
         let mut used = 0;
-        for f in decode(&p.bytes) {
+        for f in decode_with(&p.bytes, p.isns) {
             let len = f.name.chars().count() + f.value.chars().count() + 2;
             if used > 0 && used + len > w {
                 lines.push(Line::from(std::mem::take(&mut row)));

@@ -31,10 +31,12 @@ pub fn hint(state: &AppState) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(l) = line.filter(|l| matches!(l.event.kind, EventKind::FrameSent | EventKind::FrameRecv)) {
         let id = l.event.value.unwrap_or(0);
+        // The peers end the line (`frame #3 → b`, `TCP a → b [ACK] … (#3 → b)`):
+        // after its last arrow.
         let peers = l
             .detail
-            .split_once(['→', '←'])
-            .map(|(_, p)| p.trim())
+            .rsplit_once(['→', '←'])
+            .map(|(_, p)| p.trim().trim_end_matches(')'))
             .unwrap_or("");
         parts.push(match l.event.kind {
             EventKind::FrameSent if peers.contains(',') => format!("f: follow frame #{id} (to {peers})"),
@@ -43,6 +45,9 @@ pub fn hint(state: &AppState) -> String {
         });
         if state.side_pane != SidePane::Payload {
             parts.push("t: its payload".into());
+        }
+        if l.detail.starts_with("TCP ") {
+            parts.push("R/O/A: its retransmission/first copy/ACK".into());
         }
     }
     if !state.breakpoints.is_empty() {
