@@ -1230,3 +1230,44 @@ fn monitor_fork_runs_on_with_a_change_and_says_how_to_open_it() {
     assert!(seen.contains("$1 = 99"), "{seen}");
     common::vmrr([OsStr::new("diff"), trace().as_os_str(), new.as_os_str()]).expect_code(1);
 }
+
+#[test]
+fn monitor_calls_and_origin_answer_from_the_recording() {
+    // A copy: the answers are cached in the trace.
+    let dir = common::TempDir::new("gdb-analyses");
+    let copy = dir.path().join("trace");
+    gdb_support::copy_dir(trace(), &copy);
+    let server = Server::start_on(&copy, &[]);
+    let out = server.gdb(&[
+        "monitor calls kv_apply backup2",
+        "monitor goto backup2:67008",
+        "monitor origin store[3]",
+        "monitor calls",
+        "monitor calls no_such_function",
+        "monitor origin",
+        "monitor origin nosuchvar",
+    ]);
+    assert!(
+        out.contains("void kv_apply(uint32_t seq, uint8_t key, uint32_t val): "),
+        "{out}"
+    );
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("backup2 ")).collect();
+    assert!(
+        rows.iter().any(|r| r.contains("seq = 5, key = 3, val = 31")),
+        "{out}"
+    );
+    assert!(
+        rows.iter().any(|r| r.contains("seq = 9, key = 3, val = 32")),
+        "{out}"
+    );
+    // Only backup2's calls were asked for.
+    assert!(!out.lines().any(|l| l.starts_with("primary ")), "{out}");
+    assert!(
+        out.contains("origin of store[3]: 0x10622c (store+0xc) in backup2"),
+        "{out}"
+    );
+    assert!(out.contains("frame #49 from primary"), "{out}");
+    assert!(out.contains("error: usage: calls FUNCTION"), "{out}");
+    assert!(out.contains("error: usage: origin EXPR"), "{out}");
+    assert_eq!(out.matches("error: ").count(), 4, "{out}");
+}

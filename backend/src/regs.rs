@@ -15,7 +15,7 @@
 use std::ops::{Index, IndexMut};
 
 use iced_x86::Register;
-use kvm_bindings::kvm_regs;
+use kvm_bindings::{kvm_regs, kvm_sregs};
 
 /// RFLAGS bits the host debugger owns (TF for single-stepping, RF): they are
 /// not guest state, so hashes and comparisons of guest state leave them out.
@@ -339,6 +339,48 @@ impl Index<Gpr> for GeneralRegs {
 impl IndexMut<Gpr> for GeneralRegs {
     fn index_mut(&mut self, gpr: Gpr) -> &mut u64 {
         &mut self.0[gpr.index()]
+    }
+}
+
+/// The system registers a debugger shows (segment selectors, the FS and GS
+/// bases, control registers, EFER), as plain data: what the gdb bridge
+/// reports without depending on kvm-bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct SystemRegs {
+    /// Selectors of CS, SS, DS, ES, FS and GS, in that order (gdb's).
+    pub selectors: [u16; 6],
+    /// FS base.
+    pub fs_base: u64,
+    /// GS base.
+    pub gs_base: u64,
+    /// CR0.
+    pub cr0: u64,
+    /// CR2.
+    pub cr2: u64,
+    /// CR3.
+    pub cr3: u64,
+    /// CR4.
+    pub cr4: u64,
+    /// CR8.
+    pub cr8: u64,
+    /// EFER.
+    pub efer: u64,
+}
+
+impl SystemRegs {
+    /// The values in KVM's system register block.
+    pub fn from_kvm(s: &kvm_sregs) -> SystemRegs {
+        SystemRegs {
+            selectors: [s.cs, s.ss, s.ds, s.es, s.fs, s.gs].map(|seg| seg.selector),
+            fs_base: s.fs.base,
+            gs_base: s.gs.base,
+            cr0: s.cr0,
+            cr2: s.cr2,
+            cr3: s.cr3,
+            cr4: s.cr4,
+            cr8: s.cr8,
+            efer: s.efer,
+        }
     }
 }
 

@@ -14,8 +14,7 @@
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use kvm_bindings::{kvm_regs, kvm_sregs};
-use vmrr_backend::regs::Gpr;
+use vmrr_backend::regs::{GeneralRegs, Gpr, SystemRegs};
 
 /// Where a register's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,24 +322,23 @@ impl Default for Regs {
 }
 
 impl Regs {
-    /// The registers of a vCPU as KVM reports them.
-    pub fn from_kvm(regs: &kvm_regs, sregs: &kvm_sregs) -> Regs {
-        let selectors = [sregs.cs, sregs.ss, sregs.ds, sregs.es, sregs.fs, sregs.gs].map(|s| s.selector);
+    /// The registers of a vCPU: its general and its system registers.
+    pub fn of(general: &GeneralRegs, system: &SystemRegs) -> Regs {
         let values = REGISTERS
             .iter()
             .map(|r| {
                 let v: u64 = match r.source {
-                    Source::Gpr(g) => g.get(regs),
-                    Source::Eflags => regs.rflags & 0xffff_ffff,
-                    Source::Selector(i) => u64::from(selectors[i]),
-                    Source::FsBase => sregs.fs.base,
-                    Source::GsBase => sregs.gs.base,
-                    Source::Cr0 => sregs.cr0,
-                    Source::Cr2 => sregs.cr2,
-                    Source::Cr3 => sregs.cr3,
-                    Source::Cr4 => sregs.cr4,
-                    Source::Cr8 => sregs.cr8,
-                    Source::Efer => sregs.efer,
+                    Source::Gpr(g) => general[g],
+                    Source::Eflags => general[Gpr::Rflags] & 0xffff_ffff,
+                    Source::Selector(i) => u64::from(system.selectors[i]),
+                    Source::FsBase => system.fs_base,
+                    Source::GsBase => system.gs_base,
+                    Source::Cr0 => system.cr0,
+                    Source::Cr2 => system.cr2,
+                    Source::Cr3 => system.cr3,
+                    Source::Cr4 => system.cr4,
+                    Source::Cr8 => system.cr8,
+                    Source::Efer => system.efer,
                     Source::Unavailable => return None,
                 };
                 Some(u128::from(v))
@@ -393,17 +391,17 @@ mod tests {
     }
 
     #[test]
-    fn kvm_values_land_in_place() {
-        let regs = kvm_regs {
-            rip: 0x1234,
-            rsp: 0x8000,
-            rflags: 0x246,
+    fn values_land_in_place() {
+        let mut general = GeneralRegs::default();
+        general[Gpr::Rip] = 0x1234;
+        general[Gpr::Rsp] = 0x8000;
+        general[Gpr::Rflags] = 0x246;
+        let system = SystemRegs {
+            fs_base: 0xfeed,
+            cr3: 0x1000,
             ..Default::default()
         };
-        let mut sregs = kvm_sregs::default();
-        sregs.fs.base = 0xfeed;
-        sregs.cr3 = 0x1000;
-        let r = Regs::from_kvm(&regs, &sregs);
+        let r = Regs::of(&general, &system);
         assert_eq!(r.get("rip"), Some(0x1234));
         assert_eq!(r.get("rsp"), Some(0x8000));
         assert_eq!(r.get("fs_base"), Some(0xfeed));

@@ -203,6 +203,12 @@ impl Machine {
         self.vcpu.sync_regs().sregs
     }
 
+    /// The system registers a debugger shows, as plain values (see
+    /// [`crate::regs::SystemRegs`]).
+    pub fn system_regs(&self) -> crate::regs::SystemRegs {
+        crate::regs::SystemRegs::from_kvm(&self.vcpu.sync_regs().sregs)
+    }
+
     /// Whether the guest is halted waiting for an interrupt.
     pub fn is_halted(&self) -> bool {
         self.halted

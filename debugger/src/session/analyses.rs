@@ -64,6 +64,28 @@ impl Session {
         self.origin_with_limit(vm, target, DEFAULT_MAX_LINKS, progress)
     }
 
+    /// What `text` names in `vm` at the cursor, for [`Session::origin`]: a
+    /// register (`edx`), an address with a length (`0x10622c:4`), or a C
+    /// variable or element (`store[3]`, a global or one in scope), with the
+    /// label a view shows for it. One grammar for the command line, gdb's
+    /// `monitor origin` and the TUI.
+    pub fn origin_target(&mut self, vm: VmId, text: &str) -> Result<(OriginTarget, String), SessionError> {
+        self.check_vm(vm)?;
+        let text = text.trim();
+        if analysis::origin::is_register(text) {
+            return Ok((OriginTarget::Register(text.to_string()), text.to_string()));
+        }
+        let (addr, len, label) = match crate::dwarf::parse_watch(text)? {
+            crate::dwarf::WatchExpr::Address { addr, len } => (addr, len, format!("{addr:#x}")),
+            expr => {
+                let program = self.images().program(&self.trace, ix(vm));
+                let stack = self.source_stack(vm, &program)?;
+                program.resolve_watch(&expr, &stack)?
+            }
+        };
+        Ok((OriginTarget::Memory { addr, len }, label))
+    }
+
     /// [`Session::origin`], following at most `max_links` links.
     pub fn origin_with_limit(
         &mut self,

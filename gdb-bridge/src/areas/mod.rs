@@ -3,6 +3,7 @@
 //! uses the protocol layer (`crate::proto`); none uses another, except the
 //! message every refused write shares (`registers::WHY_NO_WRITES`).
 
+mod analyses;
 mod connect;
 mod fork;
 mod memory;

@@ -40,6 +40,11 @@ vmrr monitor commands (each VM is a gdb inferior: inferior N is VM N)
   bookmark list                list bookmarks
   bookmark goto NAME           go to a bookmark
   bookmark delete NAME         delete a bookmark
+  calls FUNC [VM...]           every call of FUNC in the recording (all VMs unless
+                               named): entry, arguments, return and value
+  origin EXPR                  where the value of EXPR (store[3], edx, 0x10622c:4)
+                               in the focus VM at the cursor came from, across
+                               VMs through the frames that carried it
   fork NEW [CHANGE; ...]       run the cluster on from the cursor's time with the
                                changes of `vmrr fork` (set backup2 store[3] = 99;
                                drop next frame to backup2; seed 7) into the new
@@ -156,6 +161,8 @@ impl Target {
                     .map_err(err)
                     .map(|_| format!("deleted bookmark '{name}'"))
             }
+            ["calls", args @ ..] => super::analyses::calls(&mut s, args),
+            ["origin", ..] => super::analyses::origin(&mut s, rest(line, 1)),
             ["fork", ..] => super::fork::fork_here(&s, rest(line, 1)),
             ["bookmark", ..] => Err("usage: bookmark add NAME | list | goto NAME | delete NAME".into()),
             [other, ..] => Err(format!("unknown command '{other}' (monitor help lists them)")),

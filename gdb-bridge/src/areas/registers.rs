@@ -21,7 +21,7 @@ impl Target {
             (self.log)(&format!("reading the registers of {}: {e}", self.label(vm)));
             error(&format!("vmrr: {e}"))
         })?;
-        Ok(Regs::from_kvm(&m.regs(), &m.sregs()))
+        Ok(Regs::of(&m.general_regs(), &m.system_regs()))
     }
 
     /// `g`.
