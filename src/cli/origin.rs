@@ -7,9 +7,8 @@ use std::process::ExitCode;
 
 use super::calls::{open_session, outln, progress, progress_done, report, vm_names};
 use super::CliError;
-use vmrr_debugger::analysis::{text, Origin, OriginTarget};
-use vmrr_debugger::dwarf::{parse_watch, WatchExpr};
-use vmrr_debugger::session::{Moment, Session, VmId};
+use vmrr_debugger::analysis::{text, Origin};
+use vmrr_debugger::session::{Moment, Session};
 
 /// Arguments of `vmrr origin`.
 #[derive(Debug, clap::Args)]
@@ -34,25 +33,6 @@ pub struct OriginArgs {
     pub jobs: Option<u64>,
 }
 
-/// What `what` names in `vm`, at the session's cursor (for variables in scope).
-fn target(session: &mut Session, vm: VmId, text: &str) -> Result<(OriginTarget, String), CliError> {
-    if vmrr_debugger::analysis::origin::is_register(text) {
-        return Ok((OriginTarget::Register(text.to_string()), text.to_string()));
-    }
-    let expr = parse_watch(text).map_err(|e| CliError::of(&e))?;
-    let (addr, len, label) = match expr {
-        WatchExpr::Address { addr, len } => (addr, len, format!("{addr:#x}")),
-        expr => {
-            let program = session.images().program(session.trace(), vm as usize);
-            let stack = session.source_stack(vm, &program).map_err(report)?;
-            program
-                .resolve_watch(&expr, &stack)
-                .map_err(|e| CliError::of(&e))?
-        }
-    };
-    Ok((OriginTarget::Memory { addr, len }, label))
-}
-
 /// Traces the value and prints the chain.
 pub fn run(args: &OriginArgs) -> Result<ExitCode, CliError> {
     let mut session = open_session(&args.trace, args.jobs)?;
@@ -71,7 +51,7 @@ pub fn run(args: &OriginArgs) -> Result<ExitCode, CliError> {
     } else {
         session.goto_moment(&moment).map_err(report)?;
     }
-    let (target, label) = target(&mut session, vm, what)?;
+    let (target, label) = session.origin_target(vm, what).map_err(report)?;
     let origin = session
         .origin_with_limit(vm, target, args.max_links as usize, &progress("origin"))
         .map_err(report);

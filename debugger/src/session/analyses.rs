@@ -13,6 +13,7 @@ use crate::analysis::{
 };
 
 use super::{ix, Moment, Pos, Session, SessionError, VmId};
+use crate::dwarf::{parse_watch, WatchExpr};
 
 impl Session {
     fn with_pass<T>(
@@ -62,6 +63,27 @@ impl Session {
         progress: &(dyn Fn(f64) + Sync),
     ) -> Result<Origin, SessionError> {
         self.origin_with_limit(vm, target, DEFAULT_MAX_LINKS, progress)
+    }
+
+    /// What `text` names in `vm` at the cursor, as an origin target, and
+    /// how to call it: a register (`edx`), `0xADDR[:LEN]`, or a variable
+    /// (`store[3]`, a global or a local in scope at the cursor). One
+    /// grammar for `vmrr origin` and the TUI's origin key.
+    pub fn origin_target(&mut self, vm: VmId, text: &str) -> Result<(OriginTarget, String), SessionError> {
+        let text = text.trim();
+        if analysis::origin::is_register(text) {
+            return Ok((OriginTarget::Register(text.to_string()), text.to_string()));
+        }
+        let (addr, len, label) = match parse_watch(text)? {
+            WatchExpr::Address { addr, len } => (addr, len, format!("{addr:#x}")),
+            expr => {
+                self.check_vm(vm)?;
+                let program = self.images().program(&self.trace, vm as usize);
+                let stack = self.source_stack(vm, &program)?;
+                program.resolve_watch(&expr, &stack)?
+            }
+        };
+        Ok((OriginTarget::Memory { addr, len }, label))
     }
 
     /// [`Session::origin`], following at most `max_links` links.
