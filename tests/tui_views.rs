@@ -511,3 +511,36 @@ fn fork_on_a_fault_suggests_removing_it() {
         Some("remove fault 1")
     );
 }
+
+/// Esc cancels an analysis under way: the calls of a trace that has none
+/// cached yet, cancelled as soon as they start.
+#[test]
+fn esc_cancels_the_calls_under_way() {
+    let dir = private_trace("cancel");
+    let mut app = app_on(&dir);
+    press(&mut app, KeyCode::Char('a'));
+    typed(&mut app, "kv_apply");
+    // Enter and Esc without waiting in between, as a hasty person types.
+    app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(app.is_busy(), "the calls run on the worker");
+    assert_eq!(app.state.busy.as_ref().map(|b| b.label.as_str()), Some("calls"));
+    // Esc once the pass has made progress (an Esc before the worker starts
+    // the job would be forgotten: the session clears its cancel flag as an
+    // analysis starts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while app
+        .state
+        .busy
+        .as_ref()
+        .is_some_and(|b| b.progress.is_none_or(|p| p <= 0.0))
+    {
+        assert!(std::time::Instant::now() < deadline, "no progress reported");
+        app.tick();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    app.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert!(app.wait_idle(Duration::from_secs(60)));
+    assert_eq!(message(&app), "cancelled");
+    assert!(app.state.calls.is_none());
+    assert_eq!(app.state.list_pane, vmrr_tui::state::ListPane::Events);
+}
