@@ -122,3 +122,14 @@ keys '?'
 shot 09-help-80x24 80 24
 tm resize-window -t shot -x 40 -y 10; sleep 0.6
 shot 10-too-small 40 10
+
+# 11. Asking the recording: every call of kv_apply (marked ƒ on the
+#     timeline), backup2's late write #5 selected.
+start calls 120 40
+keys a; text kv_apply; keys Enter Down Down Down Down Down Down Down Down Down Down Down Down Down
+shot 11-calls-kv-apply 120 40
+
+# 12. Where backup2's stale 31 came from: store[3] at its end, link by
+#     link back through frame #49 to the primary's write log.
+keys 3 g; text end; keys Enter M; text store; keys Enter Y; text "[3]"; keys Enter
+shot 12-origin-store-3 120 40

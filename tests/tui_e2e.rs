@@ -256,6 +256,49 @@ fn breakpoint_at_file_line_and_reverse_continue_show_the_stale_write() {
     t.keys(&["q"]);
 }
 
+/// Issue 13 in a real terminal: `a` `kv_apply` lists every call in every
+/// VM with its arguments, backup2's late write #5 (`seq = 5, key = 3, val
+/// = 31`, guests/README.md) among them, and Enter goes to its entry.
+#[test]
+fn calls_view_lists_kv_apply_and_goes_to_the_late_write() {
+    let t = Tmux::start("calls", 120, 40, &format!("{} tui {}", vmrr(), trace().display()));
+    t.wait_for("Timeline");
+    t.keys(&["a"]);
+    t.text("kv_apply");
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("kv_apply: 20 calls in every VM");
+    assert!(
+        screen.contains("void kv_apply(uint32_t seq, uint8_t key, uint32_t val)"),
+        "{screen}"
+    );
+    // The 14th call in the cluster order is backup2's late #5, after its #9.
+    for _ in 0..13 {
+        t.keys(&["Down"]);
+    }
+    let screen = t.wait_for("14/20");
+    let row = screen
+        .lines()
+        .find(|l| l.contains("backup2") && l.contains("38701"))
+        .unwrap_or_else(|| panic!("no row of backup2's call at 38701:\n{screen}"));
+    assert!(row.contains("seq = 5, key = 3, val = 31"), "{row}");
+    let selected: Vec<String> = t
+        .screen_with_colours()
+        .lines()
+        .filter(|l| l.contains("48;2;52;60;110"))
+        .map(String::from)
+        .collect();
+    assert!(
+        selected.iter().any(|l| l.contains("38701")),
+        "the selected row is not the call at 38701:\n{}",
+        selected.join("\n")
+    );
+    t.keys(&["Enter"]);
+    let screen = t.wait_for("backup2 @ 38701 ");
+    assert!(screen.contains("Locals backup2"), "{screen}");
+    assert!(screen.contains("kv_apply"), "{screen}");
+    t.keys(&["q"]);
+}
+
 /// A free TCP port on localhost (another process could take it before the
 /// TUI binds it; unlikely on a test machine).
 fn free_port() -> u16 {

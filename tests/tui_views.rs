@@ -324,3 +324,223 @@ fn legend_and_partition_band() {
     assert!(app.state.timeline.show_interrupts);
     insta::assert_snapshot!("legend_irq_120x40", draw(&app, 120, 40).backend());
 }
+
+/// The calls view's row of the call entered at `(vm, icount)`, if listed.
+fn call_row(app: &App, vm: usize, icount: u64) -> Option<usize> {
+    let calls = app.state.calls.as_ref()?;
+    calls
+        .rows
+        .iter()
+        .position(|c| c.vm == vm && c.entry.icount == icount)
+}
+
+/// Issue 13: `a` `kv_apply` lists every call in every VM, backup2's late
+/// write #5 among them; it is marked on the timeline, and Enter goes to its
+/// entry.
+#[test]
+fn calls_of_kv_apply_and_enter_goes_to_one() {
+    // The answer is cached in the trace: a copy of its own.
+    let dir = private_trace("calls");
+    let mut app = app_on(&dir);
+    press(&mut app, KeyCode::Char('a'));
+    typed(&mut app, "kv_apply");
+    press(&mut app, KeyCode::Enter);
+    let msg = message(&app);
+    assert!(msg.starts_with("kv_apply: 20 calls in every VM"), "{msg}");
+    assert_eq!(app.state.list_pane, vmrr_tui::state::ListPane::Calls);
+    let calls = app.state.calls.clone().expect("calls");
+    assert_eq!(
+        calls.signature,
+        "void kv_apply(uint32_t seq, uint8_t key, uint32_t val)"
+    );
+    // guests/README.md: backup2 applies #9 (val 32), then the late #5 (val 31).
+    let late = call_row(&app, 2, 38701).expect("backup2's late kv_apply");
+    assert_eq!(calls.rows[late].args, "seq = 5, key = 3, val = 31");
+    assert_eq!(calls.rows[late - 1].args, "seq = 9, key = 3, val = 32");
+    assert_eq!(calls.rows[late].value, "void");
+    let marks = app.state.timeline.marks.iter();
+    let call_marks = marks
+        .filter(|m| m.kind == vmrr_tui::state::MarkKind::Call)
+        .count();
+    assert_eq!(call_marks, 20, "every call is marked on the timeline");
+    for (w, h) in [(80, 24), (120, 40)] {
+        insta::assert_snapshot!(format!("calls_{w}x{h}"), draw(&app, w, h).backend());
+    }
+    for _ in 0..late {
+        press(&mut app, KeyCode::Down);
+    }
+    press(&mut app, KeyCode::Enter);
+    let snap = &app.state.snapshot;
+    assert_eq!((snap.focus, snap.icount), (2, 38701), "{}", message(&app));
+    let top = snap.stack.first().map(|s| s.name.clone()).unwrap_or_default();
+    assert_eq!(top, "kv_apply", "the cursor stands at the call's entry");
+    // Esc goes back to the events; `a` offers the same function again.
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.state.list_pane, vmrr_tui::state::ListPane::Events);
+    press(&mut app, KeyCode::Char('a'));
+    assert_eq!(
+        app.state.prompt.as_ref().map(|p| p.input.as_str()),
+        Some("kv_apply")
+    );
+}
+
+/// Issue 13: at backup2's end, `M` `store` then `Y` offers the memory
+/// view's target; `[3]` makes it store[3], and the chain leads back to
+/// the primary's write log through frame #49; Enter goes to a link.
+#[test]
+fn origin_of_store_3_at_backup2s_end() {
+    let dir = private_trace("origin");
+    let mut app = app_on(&dir);
+    press(&mut app, KeyCode::Char('3'));
+    press(&mut app, KeyCode::Char('g'));
+    typed(&mut app, "end");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!((app.state.snapshot.focus, app.state.snapshot.icount), (2, 67008));
+    press(&mut app, KeyCode::Char('M'));
+    typed(&mut app, "store");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Char('Y'));
+    assert_eq!(app.state.prompt.as_ref().map(|p| p.input.as_str()), Some("store"));
+    typed(&mut app, "[3]");
+    press(&mut app, KeyCode::Enter);
+    let msg = message(&app);
+    assert!(msg.starts_with("origin of store[3]: 8 links"), "{msg}");
+    let origin = app.state.origin.clone().expect("an origin chain");
+    let places: Vec<&str> = origin.links.iter().map(|l| l.place.as_str()).collect();
+    assert_eq!(
+        places,
+        [
+            "backup2:38711",
+            "backup2:38553",
+            "backup2:38308",
+            "primary:65460",
+            "primary:65438",
+            "primary:65363",
+            "primary:65312",
+            "primary:41488"
+        ]
+    );
+    assert_eq!(origin.links[0].at, "kv_apply+0x1a (kvstore.c:369)");
+    assert!(
+        origin.links[2].description.contains("frame #49 from primary"),
+        "{:?}",
+        origin.links[2]
+    );
+    for (w, h) in [(80, 24), (120, 40)] {
+        insta::assert_snapshot!(format!("origin_{w}x{h}"), draw(&app, w, h).backend());
+    }
+    // The primary's resend of #5.
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Down);
+    }
+    press(&mut app, KeyCode::Enter);
+    let snap = &app.state.snapshot;
+    assert_eq!((snap.focus, snap.icount), (0, 65460), "{}", message(&app));
+}
+
+/// Issue 16: `F` on the selected frame offers `drop frame 49` and a folder
+/// beside the trace; the fork runs and the status line says where it is
+/// and how to open and compare it.
+#[test]
+fn fork_at_the_cursor_drops_the_selected_frame() {
+    let dir = private_trace("fork");
+    let mut app = app_on(&dir);
+    to_send_of(&mut app, 49);
+    press(&mut app, KeyCode::Char('F'));
+    assert_eq!(
+        app.state.prompt.as_ref().map(|p| p.input.as_str()),
+        Some("drop frame 49")
+    );
+    insta::assert_snapshot!("fork_prompt_80x24", draw(&app, 80, 24).backend());
+    press(&mut app, KeyCode::Enter);
+    let out = format!("{}-fork-1", dir.display());
+    assert_eq!(
+        app.state.prompt.as_ref().map(|p| p.input.as_str()),
+        Some(out.as_str())
+    );
+    press(&mut app, KeyCode::Enter);
+    let msg = message(&app);
+    assert!(
+        msg.starts_with(&format!(
+            "forked at 122.165321 ms into {out}: vmrr tui {out} · vmrr diff {} {out}",
+            dir.display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("drop frame 49: frame 49 to backup2"), "{msg}");
+    // The fork is a trace of its own that differs from its parent.
+    let o = Command::new(env!("CARGO_BIN_EXE_vmrr"))
+        .arg("diff")
+        .arg(&dir)
+        .arg(&out)
+        .output()
+        .expect("vmrr diff");
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("49"),
+        "{said}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A bad change is refused before anything runs.
+    press(&mut app, KeyCode::Char('F'));
+    while app.state.prompt.as_ref().is_some_and(|p| !p.input.is_empty()) {
+        press(&mut app, KeyCode::Backspace);
+    }
+    typed(&mut app, "drop the bass");
+    press(&mut app, KeyCode::Enter);
+    assert!(app.state.prompt.is_none());
+    assert!(
+        app.state.message.as_ref().is_some_and(|m| m.error),
+        "{}",
+        message(&app)
+    );
+}
+
+/// Issue 16: on the partition's fault event, `F` offers `remove fault 1`.
+#[test]
+fn fork_on_a_fault_suggests_removing_it() {
+    let mut app = app_on(trace());
+    typed(&mut app, "/partition");
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Esc);
+    let on = app.state.events.selected_event().cloned().expect("an event");
+    assert_eq!(on.kind, vmrr_index::EventKind::Fault, "{}", selected_detail(&app));
+    press(&mut app, KeyCode::Char('F'));
+    assert_eq!(
+        app.state.prompt.as_ref().map(|p| p.input.as_str()),
+        Some("remove fault 1")
+    );
+}
+
+/// Esc cancels an analysis under way: the calls of a trace that has none
+/// cached yet, cancelled as soon as they start.
+#[test]
+fn esc_cancels_the_calls_under_way() {
+    let dir = private_trace("cancel");
+    let mut app = app_on(&dir);
+    press(&mut app, KeyCode::Char('a'));
+    typed(&mut app, "kv_apply");
+    // Enter and Esc without waiting in between, as a hasty person types.
+    app.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(app.is_busy(), "the calls run on the worker");
+    assert_eq!(app.state.busy.as_ref().map(|b| b.label.as_str()), Some("calls"));
+    // Esc once the pass has made progress (an Esc before the worker starts
+    // the job would be forgotten: the session clears its cancel flag as an
+    // analysis starts).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while app
+        .state
+        .busy
+        .as_ref()
+        .is_some_and(|b| b.progress.is_none_or(|p| p <= 0.0))
+    {
+        assert!(std::time::Instant::now() < deadline, "no progress reported");
+        app.tick();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    app.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+    assert!(app.wait_idle(Duration::from_secs(60)));
+    assert_eq!(message(&app), "cancelled");
+    assert!(app.state.calls.is_none());
+    assert_eq!(app.state.list_pane, vmrr_tui::state::ListPane::Events);
+}

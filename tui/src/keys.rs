@@ -17,7 +17,8 @@ pub enum Action {
     Quit,
     /// Show the help overlay.
     Help,
-    /// Cancel a running search, clear the search, or clear the message.
+    /// Cancel a running search, analysis or fork, clear the search, close
+    /// the calls or origin list, or clear the message.
     Escape,
     /// Step the focus VM back.
     StepBack,
@@ -103,6 +104,12 @@ pub enum Action {
     ToggleSide,
     /// Cycle the code pane: source, mixed, disassembly.
     ToggleCode,
+    /// Ask for a function and list its calls in every VM.
+    Calls,
+    /// Ask for a value of the focus VM and trace its origin.
+    Origin,
+    /// Fork the recording at the cursor with a change, into a new trace.
+    Fork,
 }
 
 /// A key as the table names it: a code and whether Shift must be held (for
@@ -259,8 +266,8 @@ pub const KEYMAP: &[Binding] = &[
         &[k(KeyCode::Esc)],
         "Esc",
         Action::Escape,
-        "cancel a running search / clear the search",
-        "cancel / clear search",
+        "cancel a running search, analysis or fork / clear the search / close calls, origin",
+        "cancel / clear / close",
     ),
     heading("Bookmarks"),
     bind(
@@ -281,7 +288,7 @@ pub const KEYMAP: &[Binding] = &[
         &[k(KeyCode::Enter)],
         "Enter",
         Action::Enter,
-        "go to the selected bookmark or event",
+        "go to the selected bookmark, event, call or origin link",
         "go to selected item",
     ),
     bind(
@@ -292,6 +299,28 @@ pub const KEYMAP: &[Binding] = &[
         "rename/delete bookmark",
     ),
     pair(&[c('d'), k(KeyCode::Delete)], Action::DeleteBookmark),
+    heading("Asking the recording"),
+    bind(
+        &[c('a')],
+        "a",
+        Action::Calls,
+        "every call of a function in every VM: arguments, return (Enter: its entry)",
+        "calls of a function",
+    ),
+    bind(
+        &[c('Y')],
+        "Y",
+        Action::Origin,
+        "origin of a value: the memory view's target, a register or a variable",
+        "where a value came from",
+    ),
+    bind(
+        &[c('F')],
+        "F",
+        Action::Fork,
+        "fork at the cursor with a change (drop frame N...) into a new trace",
+        "fork here, changed",
+    ),
     heading("Views"),
     bind(
         &[k(KeyCode::Tab)],
@@ -442,6 +471,9 @@ mod tests {
             Some(Action::ClusterBack)
         );
         assert_eq!(action_for(&press(KeyCode::Char('7'))), Some(Action::FocusDigit));
+        assert_eq!(action_for(&press(KeyCode::Char('a'))), Some(Action::Calls));
+        assert_eq!(action_for(&press(KeyCode::Char('Y'))), Some(Action::Origin));
+        assert_eq!(action_for(&press(KeyCode::Char('F'))), Some(Action::Fork));
         // Reserved for Move::Next / Move::Finish.
         assert_eq!(action_for(&press(KeyCode::Char('o'))), None);
         assert_eq!(action_for(&press(KeyCode::Char('u'))), None);

@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod analyses;
 pub mod app;
 pub mod format;
 pub mod keys;

@@ -21,9 +21,20 @@ use ratatui::Frame;
 
 use crate::state::{AppState, CodeView, ListPane, SidePane};
 use crate::widgets::{
-    bookmarks::BookmarksView, console::ConsoleView, events::EventsView, help::HelpOverlay,
-    locals::LocalsView, memory::MemoryPane, payload::PayloadPane, registers, registers::RegistersView,
-    source::CodePane, status::StatusBar, timeline::TimelineView, too_small::TooSmall,
+    analysis::{CallsList, OriginList},
+    bookmarks::BookmarksView,
+    console::ConsoleView,
+    events::EventsView,
+    help::HelpOverlay,
+    locals::LocalsView,
+    memory::MemoryPane,
+    payload::PayloadPane,
+    registers,
+    registers::RegistersView,
+    source::CodePane,
+    status::StatusBar,
+    timeline::TimelineView,
+    too_small::TooSmall,
 };
 
 /// Narrowest usable screen.
@@ -130,6 +141,8 @@ pub fn render(state: &AppState, frame: &mut Frame) {
     match state.list_pane {
         ListPane::Events => frame.render_widget(EventsView { state }, list),
         ListPane::Bookmarks => frame.render_widget(BookmarksView { state }, list),
+        ListPane::Calls => frame.render_widget(CallsList { state }, list),
+        ListPane::Origin => frame.render_widget(OriginList { state }, list),
     }
     match state.side_pane {
         SidePane::Memory => frame.render_widget(MemoryPane { state }, side),
@@ -272,6 +285,40 @@ mod tests {
                     .collect(),
             })
             .collect();
+        s.calls = Some(crate::state::CallsView {
+            function: "kv_apply".into(),
+            signature: "void kv_apply(uint32_t seq, uint8_t key, uint32_t val)".into(),
+            rows: (0..30)
+                .map(|i| crate::state::CallLine {
+                    vm: i % 3,
+                    entry: vmrr_index::Pos::new(i as u32 % 3, i as u64 * 100, i as u64 * 1_000_000),
+                    args: "seq = 5, key = 3, val = 31\u{1b}".into(),
+                    ret: if i % 7 == 0 {
+                        "-".into()
+                    } else {
+                        (i * 100 + 9).to_string()
+                    },
+                    ret_time: "1.0 ms".into(),
+                    value: "void".into(),
+                })
+                .collect(),
+            selected: Some(12),
+        });
+        s.origin = Some(crate::state::OriginView {
+            header: "origin of store[3]: 0x10622c in a-rather-long-vm-name".into(),
+            links: (0..12)
+                .map(|i| crate::state::OriginLine {
+                    pos: vmrr_index::Pos::new(i % 3, 38_711 - i as u64, 5),
+                    place: format!("vm{i}:{}", 38_711 - i),
+                    at: "kv_apply+0x1a (kvstore.c:369)".into(),
+                    description:
+                        "mov [rsi*4+106220h],edx: 0x10622c (store+0xc), 4 bytes = 0x1f <- edx (copy)".into(),
+                })
+                .collect(),
+            hidden: 3,
+            end: "a constant: 31".into(),
+            selected: Some(11),
+        });
         s.payload = Some(crate::state::PayloadView {
             frame: 3,
             route: "a → b".into(),
@@ -285,10 +332,18 @@ mod tests {
     #[test]
     fn every_size_draws_without_panicking() {
         let mut s = sample();
-        for (w, h) in (1..=200u16)
+        let panes = [
+            ListPane::Events,
+            ListPane::Bookmarks,
+            ListPane::Calls,
+            ListPane::Origin,
+        ];
+        for (i, (w, h)) in (1..=200u16)
             .step_by(7)
             .flat_map(|w| (1..=70u16).step_by(3).map(move |h| (w, h)))
+            .enumerate()
         {
+            s.list_pane = panes[i % panes.len()];
             for help in [false, true] {
                 s.show_help = help;
                 s.code_view = if help { CodeView::Mixed } else { CodeView::Source };

@@ -6,6 +6,7 @@
 //! state, reads progress from an atomic, and cancels a search through the
 //! session's cancel flag, which needs no lock.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,7 @@ use vmrr_debugger::dwarf::Program;
 use vmrr_debugger::session::{Breakpoint, Direction, FrameEnd, HitKind, Move, Outcome, Pos, Session, VmId};
 use vmrr_index::EventKind;
 
+use crate::analyses::{self, Answer};
 use crate::snapshot::{self, Sources};
 use crate::state::{MemSource, Snapshot};
 
@@ -52,6 +54,26 @@ pub enum Job {
     DeleteBookmark(String),
     /// Change the focus VM.
     SetFocus(VmId),
+    /// List every call of a function in every VM.
+    Calls(String),
+    /// Trace the origin of a value of a VM at the cursor.
+    Origin {
+        /// The VM.
+        vm: VmId,
+        /// A register, a variable, `name[i]` or `0xaddr[:len]`.
+        what: String,
+    },
+    /// Fork the trace at a virtual time, changed, into a new trace.
+    Fork {
+        /// The cut's virtual time (the cursor's).
+        at_ns: u64,
+        /// The changes, as typed (each checked by `Change::parse` already).
+        changes: Vec<String>,
+        /// The new trace's folder.
+        out: PathBuf,
+        /// The parent's last virtual time, to measure progress against.
+        end_ns: u64,
+    },
 }
 
 impl Job {
@@ -82,14 +104,21 @@ impl Job {
             Job::ToggleWatchpoint { .. } => "watchpoint",
             Job::AddBookmark(_) | Job::RenameBookmark { .. } | Job::DeleteBookmark(_) => "bookmark",
             Job::SetFocus(_) => "focus",
+            Job::Calls(_) => "calls",
+            Job::Origin { .. } => "origin",
+            Job::Fork { .. } => "fork",
         }
     }
 
-    /// Whether it reports progress (a search that can take seconds).
+    /// Whether it reports progress (a search, an analysis or a fork that
+    /// can take seconds); Esc cancels these.
     pub fn has_progress(&self) -> bool {
         matches!(
             self,
             Job::Move(Move::Continue { .. } | Move::Finish { .. } | Move::Next { .. } | Move::Until { .. })
+                | Job::Calls(_)
+                | Job::Origin { .. }
+                | Job::Fork { .. }
         )
     }
 }
@@ -116,6 +145,8 @@ pub struct Done {
     pub snapshot: Snapshot,
     /// The session's breakpoints afterwards.
     pub breakpoints: Vec<Breakpoint>,
+    /// The list an analysis answered with, if it was one.
+    pub answer: Option<Answer>,
 }
 
 /// The worker thread has ended (it panicked, or could not be started).
@@ -148,7 +179,7 @@ impl Worker {
                     cell.store(NO_PROGRESS, Ordering::Relaxed);
                     // A panic elsewhere (the gdb thread) must not take the UI down with it.
                     let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
-                    let (outcome, choices) = execute(&mut s, &req.job, &programs, &cell);
+                    let (outcome, choices, answer) = execute(&mut s, &req.job, &programs, &cell);
                     let snapshot = snapshot::build(&mut s, &programs, &mut sources, &req.mem);
                     let breakpoints = s.breakpoints().to_vec();
                     drop(s);
@@ -158,6 +189,7 @@ impl Worker {
                         choices,
                         snapshot,
                         breakpoints,
+                        answer,
                     };
                     if done.send(result).is_err() {
                         break;
@@ -215,37 +247,46 @@ fn describe_pos(s: &Session, p: Pos) -> String {
     format!("{} @ {}", s.vm_name(p.vm), p.icount)
 }
 
+/// What a job hands back: its message, the receivers to choose between,
+/// an analysis's list.
+type Executed = (Result<String, String>, Vec<FrameEnd>, Option<Answer>);
+
 /// Runs one job; the message says what happened. A frame with several
 /// receivers comes back as the choices, for the user to pick one.
-fn execute(
-    s: &mut Session,
-    job: &Job,
-    programs: &[Arc<Program>],
-    progress: &AtomicU64,
-) -> (Result<String, String>, Vec<FrameEnd>) {
+fn execute(s: &mut Session, job: &Job, programs: &[Arc<Program>], progress: &AtomicU64) -> Executed {
     let e = |e: vmrr_debugger::session::SessionError| e.to_string();
+    let report = |f: f64| progress.store(f.to_bits(), Ordering::Relaxed);
+    let answered = |r: Result<(String, Answer), vmrr_debugger::session::SessionError>| match r {
+        Ok((text, answer)) => (Ok(text), Vec::new(), Some(answer)),
+        Err(err) => (Err(err.to_string()), Vec::new(), None),
+    };
     let text = match job {
+        Job::Calls(function) => return answered(analyses::calls(s, function, &report)),
+        Job::Origin { vm, what } => return answered(analyses::origin(s, *vm, what, &report)),
+        Job::Fork {
+            at_ns,
+            changes,
+            out,
+            end_ns,
+        } => analyses::fork_here(s, *at_ns, changes, out, *end_ns, &report),
         Job::Refresh => Ok(String::new()),
-        Job::Move(mv) => {
-            let report = |f: f64| progress.store(f.to_bits(), Ordering::Relaxed);
-            match s.perform(mv, &report) {
-                Ok(Outcome::Choose(ends)) => {
-                    let names: Vec<String> = ends
-                        .iter()
-                        .enumerate()
-                        .map(|(i, end)| format!("{} {}", i + 1, s.vm_name(end.vm)))
-                        .collect();
-                    let text = format!(
-                        "frame #{} reached several VMs: press {} (Esc: stay)",
-                        ends.first().map(|e| e.frame).unwrap_or(0),
-                        names.join(", ")
-                    );
-                    return (Ok(text), ends);
-                }
-                Ok(outcome) => Ok(describe_outcome(s, mv, &outcome, programs)),
-                Err(err) => Err(e(err)),
+        Job::Move(mv) => match s.perform(mv, &report) {
+            Ok(Outcome::Choose(ends)) => {
+                let names: Vec<String> = ends
+                    .iter()
+                    .enumerate()
+                    .map(|(i, end)| format!("{} {}", i + 1, s.vm_name(end.vm)))
+                    .collect();
+                let text = format!(
+                    "frame #{} reached several VMs: press {} (Esc: stay)",
+                    ends.first().map(|e| e.frame).unwrap_or(0),
+                    names.join(", ")
+                );
+                return (Ok(text), ends, None);
             }
-        }
+            Ok(outcome) => Ok(describe_outcome(s, mv, &outcome, programs)),
+            Err(err) => Err(e(err)),
+        },
         Job::ToggleBreakpoint { vm, location } => {
             let program = programs.get(*vm as usize).cloned().unwrap_or_default();
             s.toggle_breakpoint_at(*vm, &program, location)
@@ -298,7 +339,7 @@ fn execute(
             .map(|_| format!("bookmark '{name}' deleted")),
         Job::SetFocus(vm) => s.set_focus(*vm).map_err(e).map(|_| String::new()),
     };
-    (text, Vec::new())
+    (text, Vec::new(), None)
 }
 
 /// What to tell the user about a move's outcome.

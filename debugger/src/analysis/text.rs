@@ -5,7 +5,7 @@
 
 use vmrr_index::{Pos, VmId};
 
-use super::{Call, CallTreeNode, LinkKind, Origin};
+use super::{Call, CallTreeNode, LinkKind, Origin, OriginLink};
 use crate::dwarf::Signature;
 use crate::vtime::format_ms;
 
@@ -34,8 +34,9 @@ pub fn calls_header() -> String {
     )
 }
 
-/// One call: VM, entry, arguments, return and value.
-pub fn call_row(vm_name: &str, c: &Call) -> String {
+/// A call's arguments (`seq = 5, key = 3, val = 31`), led by its nesting
+/// depth when it is nested in a call of itself.
+pub fn call_args(c: &Call) -> String {
     let args: Vec<String> = c
         .args
         .iter()
@@ -46,20 +47,31 @@ pub fn call_row(vm_name: &str, c: &Call) -> String {
     } else {
         String::new()
     };
-    let (ret, ret_time, value) = match c.ret {
+    format!("{nested}{}", args.join(", "))
+}
+
+/// A call's return: its icount, its time and the value (`-`, `never
+/// returned` and nothing for a call that did not return).
+pub fn call_return(c: &Call) -> (String, String, String) {
+    match c.ret {
         Some(r) => (
             r.icount.to_string(),
             format_ms(r.vtime_ns),
             c.ret_text.clone().unwrap_or_default(),
         ),
         None => ("-".into(), "never returned".into(), String::new()),
-    };
+    }
+}
+
+/// One call: VM, entry, arguments, return and value.
+pub fn call_row(vm_name: &str, c: &Call) -> String {
+    let (ret, ret_time, value) = call_return(c);
     format!(
         "{:<12} {:>10} {:>18}  {:<40} {:>10} {:>18}  {}",
         vm_name,
         c.entry.icount,
         format_ms(c.entry.vtime_ns),
-        format!("{nested}{}", args.join(", ")),
+        call_args(c),
         ret,
         ret_time,
         value
@@ -108,16 +120,41 @@ pub fn place(pos: Pos, name: &dyn Fn(VmId) -> String) -> String {
     format!("{}:{}", name(pos.vm), pos.icount)
 }
 
-/// An origin chain, newest link first; `all` keeps the links through
-/// registers and stack spills. `label` is what the person asked about.
-pub fn origin_lines(o: &Origin, label: &str, all: bool, name: &dyn Fn(VmId) -> String) -> Vec<String> {
-    let mut out = vec![format!(
+/// The first line of an origin chain: what was asked about, where, and its value.
+pub fn origin_header(o: &Origin, label: &str, name: &dyn Fn(VmId) -> String) -> String {
+    format!(
         "origin of {label}: {} at {} ({}) = {}",
         o.target,
         place(o.start, name),
         format_ms(o.start.vtime_ns),
         o.value
-    )];
+    )
+}
+
+/// Where a link's instruction is: `kv_apply+0x1a (kvstore.c:369)`, the
+/// card, or the bare address.
+pub fn link_at(l: &OriginLink) -> String {
+    match (&l.function, &l.line) {
+        (Some(f), Some(line)) => format!("{f} ({line})"),
+        (Some(f), None) => f.clone(),
+        (None, _) if matches!(l.kind, LinkKind::Received { .. }) => "virtio-net (receive)".into(),
+        (None, _) => l.rip.map(|r| format!("{r:#x}")).unwrap_or_default(),
+    }
+}
+
+/// What a link did: `mov [..],edx: 0x10622c (store+0xc), 4 bytes = 0x1f <- edx (copy)`.
+pub fn link_description(l: &OriginLink) -> String {
+    let value = l.value.as_deref().map(|v| format!(" = {v}")).unwrap_or_default();
+    match l.kind {
+        LinkKind::Write => format!("{}: {}{value} <- {} ({})", l.what, l.dest, l.from, l.flow),
+        _ => format!("{}: {}{value} <- {}", l.what, l.dest, l.from),
+    }
+}
+
+/// An origin chain, newest link first; `all` keeps the links through
+/// registers and stack spills. `label` is what the person asked about.
+pub fn origin_lines(o: &Origin, label: &str, all: bool, name: &dyn Fn(VmId) -> String) -> Vec<String> {
+    let mut out = vec![origin_header(o, label, name)];
     let mut hidden = 0;
     let mut n = 0;
     for l in &o.links {
@@ -126,22 +163,13 @@ pub fn origin_lines(o: &Origin, label: &str, all: bool, name: &dyn Fn(VmId) -> S
             continue;
         }
         n += 1;
-        let at = match (&l.function, &l.line) {
-            (Some(f), Some(line)) => format!("{f} ({line})"),
-            (Some(f), None) => f.clone(),
-            (None, _) if matches!(l.kind, LinkKind::Received { .. }) => "virtio-net (receive)".into(),
-            (None, _) => l.rip.map(|r| format!("{r:#x}")).unwrap_or_default(),
-        };
         out.push(format!(
-            "{n:>3}. {:<18} {:>18}  {at}",
+            "{n:>3}. {:<18} {:>18}  {}",
             place(l.pos, name),
-            format_ms(l.pos.vtime_ns)
+            format_ms(l.pos.vtime_ns),
+            link_at(l)
         ));
-        let value = l.value.as_deref().map(|v| format!(" = {v}")).unwrap_or_default();
-        out.push(match l.kind {
-            LinkKind::Write => format!("       {}: {}{value} <- {} ({})", l.what, l.dest, l.from, l.flow),
-            _ => format!("       {}: {}{value} <- {}", l.what, l.dest, l.from),
-        });
+        out.push(format!("       {}", link_description(l)));
     }
     out.push(format!("  end: {}", o.end));
     if hidden > 0 {

@@ -13,6 +13,7 @@ use crate::analysis::{
 };
 
 use super::{ix, Moment, Pos, Session, SessionError, VmId};
+use crate::dwarf::{parse_watch, WatchExpr};
 
 impl Session {
     fn with_pass<T>(
@@ -75,8 +76,8 @@ impl Session {
         if analysis::origin::is_register(text) {
             return Ok((OriginTarget::Register(text.to_string()), text.to_string()));
         }
-        let (addr, len, label) = match crate::dwarf::parse_watch(text)? {
-            crate::dwarf::WatchExpr::Address { addr, len } => (addr, len, format!("{addr:#x}")),
+        let (addr, len, label) = match parse_watch(text)? {
+            WatchExpr::Address { addr, len } => (addr, len, format!("{addr:#x}")),
             expr => {
                 let program = self.images().program(&self.trace, ix(vm));
                 let stack = self.source_stack(vm, &program)?;

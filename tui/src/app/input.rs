@@ -13,6 +13,8 @@ use super::{App, KEY_QUEUE_CAP};
 use crate::keys::{action_for, Action};
 use crate::state::{ListPane, MemSource, Prompt, PromptKind};
 use crate::worker::Job;
+use vmrr_debugger::fork::Change;
+use vmrr_index::{EventKind, Pos};
 
 impl App {
     /// Handles one key press. While a job runs, keys wait for it (except
@@ -106,7 +108,7 @@ impl App {
             Action::Follow => {
                 let event = match self.state.list_pane {
                     ListPane::Events => self.state.events.selected_frame_event().map(|e| e.id),
-                    ListPane::Bookmarks => None,
+                    _ => None,
                 };
                 self.follow_from = event;
                 self.submit(Job::Move(Move::Follow { event, to: None }));
@@ -114,7 +116,7 @@ impl App {
             Action::FollowRetransmission | Action::FollowOriginal | Action::FollowAck => {
                 let event = match self.state.list_pane {
                     ListPane::Events => self.state.events.selected_frame_event().map(|e| e.id),
-                    ListPane::Bookmarks => None,
+                    _ => None,
                 };
                 let to = match action {
                     Action::FollowAck => SegmentLink::Ack,
@@ -160,7 +162,35 @@ impl App {
                         self.submit(Job::Move(Move::Goto(Moment::Bookmark(b))));
                     }
                 }
+                ListPane::Calls => {
+                    let call = self.state.calls.as_ref().and_then(|c| c.selected_call());
+                    if let Some(pos) = call.map(|c| c.entry) {
+                        self.submit(goto_pos(pos));
+                    }
+                }
+                ListPane::Origin => {
+                    let link = self.state.origin.as_ref().and_then(|o| o.selected_link());
+                    if let Some(pos) = link.map(|l| l.pos) {
+                        self.submit(goto_pos(pos));
+                    }
+                }
             },
+            Action::Calls => {
+                let last = self.state.calls.as_ref().map(|c| c.function.clone());
+                self.open_prompt_with(PromptKind::Calls, last.unwrap_or_default());
+            }
+            Action::Origin => {
+                // The memory view's target, when the user gave it one with `M`.
+                let what = match &self.mem {
+                    MemSource::Fixed(_, text) => text.clone(),
+                    MemSource::Register(_) => String::new(),
+                };
+                self.open_prompt_with(PromptKind::Origin, what);
+            }
+            Action::Fork => {
+                let change = self.suggested_change().unwrap_or_default();
+                self.open_prompt_with(PromptKind::ForkChange, change);
+            }
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-10),
@@ -214,6 +244,10 @@ impl App {
             self.pending.clear();
             self.held_keys.clear();
             self.info("cancelling…".into());
+        } else if matches!(self.state.list_pane, ListPane::Calls | ListPane::Origin) {
+            // Back to the events; the answer stays for the next `a` or `Y`.
+            self.state.list_pane = ListPane::Events;
+            self.state.message = None;
         } else if !self.state.events.search.is_empty() {
             let keep = self.state.events.selected_id();
             self.state.events.search.clear();
@@ -242,6 +276,16 @@ impl App {
                 self.update_selected_frame();
             }
             ListPane::Bookmarks => self.state.bookmarks.move_selection(delta),
+            ListPane::Calls => {
+                if let Some(c) = self.state.calls.as_mut() {
+                    c.move_selection(delta);
+                }
+            }
+            ListPane::Origin => {
+                if let Some(o) = self.state.origin.as_mut() {
+                    o.move_selection(delta);
+                }
+            }
         }
     }
 
@@ -265,10 +309,12 @@ impl App {
     }
 
     fn open_prompt(&mut self, kind: PromptKind) {
-        self.state.prompt = Some(Prompt {
-            kind,
-            input: String::new(),
-        });
+        self.open_prompt_with(kind, String::new());
+    }
+
+    /// A prompt with a suggestion already typed (Backspace edits it).
+    fn open_prompt_with(&mut self, kind: PromptKind, input: String) {
+        self.state.prompt = Some(Prompt { kind, input });
     }
 
     fn on_prompt_key(&mut self, key: KeyEvent) {
@@ -373,6 +419,43 @@ impl App {
                     self.submit(Job::RenameBookmark { old, new: input });
                 }
             }
+            PromptKind::Calls => {
+                if input.is_empty() {
+                    self.error("give a function's name (kv_apply)".into());
+                } else {
+                    self.submit(Job::Calls(input));
+                }
+            }
+            PromptKind::Origin => {
+                if input.is_empty() {
+                    self.error("give a register (edx), a variable (store[3]) or 0xaddr[:len]".into());
+                } else {
+                    self.submit(Job::Origin {
+                        vm: focus as VmId,
+                        what: input,
+                    });
+                }
+            }
+            PromptKind::ForkChange => match parse_changes(&input) {
+                Ok(_) => {
+                    let out = self.fork_folder();
+                    self.open_prompt_with(PromptKind::ForkOutput { changes: input }, out);
+                }
+                Err(e) => self.error(e),
+            },
+            PromptKind::ForkOutput { changes } => {
+                if input.is_empty() {
+                    self.error("the fork needs a folder".into());
+                } else {
+                    let snap = &self.state.snapshot;
+                    self.submit(Job::Fork {
+                        at_ns: snap.cursor_vtime,
+                        changes: split_changes(&changes),
+                        out: input.into(),
+                        end_ns: self.state.end_vtime,
+                    });
+                }
+            }
             PromptKind::Memory => {
                 let table = self
                     .programs
@@ -395,5 +478,84 @@ impl App {
                 }
             }
         }
+    }
+}
+
+/// Goes to a position an analysis named (a call's entry, an origin link):
+/// the Session's goto of `VM:ICOUNT`, with the VM by its number.
+fn goto_pos(pos: Pos) -> Job {
+    Job::Move(Move::Goto(Moment::Icount {
+        vm: Some((pos.vm + 1).to_string()),
+        icount: pos.icount,
+    }))
+}
+
+/// The changes of a fork prompt: `;` separates several; none is allowed
+/// (the fork then runs on as recorded).
+fn split_changes(text: &str) -> Vec<String> {
+    text.split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Checks every change of a fork prompt with the one change grammar.
+fn parse_changes(text: &str) -> Result<Vec<Change>, String> {
+    split_changes(text)
+        .iter()
+        .map(|c| Change::parse(c).map_err(|e| e.to_string()))
+        .collect()
+}
+
+impl App {
+    /// The change a fork at the cursor suggests from the selected event:
+    /// dropping the selected frame, removing the selected fault.
+    fn suggested_change(&self) -> Option<String> {
+        if self.state.list_pane != ListPane::Events {
+            return None;
+        }
+        let e = self.state.events.selected_event()?;
+        match e.kind {
+            EventKind::FrameSent | EventKind::FrameRecv => Some(format!("drop frame {}", e.value?)),
+            EventKind::Fault => Some(format!("remove fault {}", self.views.fault_number(e.vtime_ns)?)),
+            _ => None,
+        }
+    }
+
+    /// The first `<trace>-fork-N` beside the trace that does not exist yet.
+    fn fork_folder(&self) -> String {
+        let base = self.trace_dir.as_os_str().to_string_lossy();
+        let base = base.trim_end_matches('/');
+        (1..)
+            .map(|n| format!("{base}-fork-{n}"))
+            .find(|p| !std::path::Path::new(p).exists())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fork_changes_split_and_parse() {
+        assert_eq!(
+            split_changes(" drop frame 49 ; ; seed 3 "),
+            ["drop frame 49", "seed 3"]
+        );
+        assert!(split_changes("  ").is_empty());
+        assert_eq!(parse_changes("drop frame 49; seed 3").map(|c| c.len()), Ok(2));
+        assert!(parse_changes("drop the bass").is_err());
+    }
+
+    #[test]
+    fn positions_are_gone_to_by_vm_number() {
+        let job = goto_pos(Pos::new(2, 38711, 5));
+        let expected = Moment::Icount {
+            vm: Some("3".into()),
+            icount: 38711,
+        };
+        assert_eq!(job, Job::Move(Move::Goto(expected)));
     }
 }

@@ -13,6 +13,7 @@ mod input;
 mod views;
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ use ratatui::crossterm::event::KeyEvent;
 use vmrr_debugger::dwarf::Program;
 use vmrr_debugger::session::{FrameEnd, Session};
 
-use crate::state::{AppState, BreakpointInfo, Busy, MemSource, Message, VmInfo};
+use crate::analyses::Answer;
+use crate::state::{AppState, BreakpointInfo, Busy, ListPane, MemSource, Message, VmInfo};
 use crate::worker::{Done, Job, Request, Worker};
 use views::IndexViews;
 
@@ -66,6 +68,8 @@ pub struct App {
     choices: Vec<FrameEnd>,
     last_generation_poll: Instant,
     notices: Option<std::sync::mpsc::Receiver<Message>>,
+    /// The trace's folder, as opened (a fork's folder goes beside it).
+    trace_dir: PathBuf,
     quit: bool,
 }
 
@@ -73,7 +77,7 @@ impl App {
     /// Opens the application over a session (the cursor stays where the
     /// session has it) and starts its worker.
     pub fn new(session: Arc<Mutex<Session>>, options: Options) -> Result<App, String> {
-        let (vms, trace_name, programs, views, cancel) = {
+        let (vms, trace_name, programs, views, cancel, trace_dir) = {
             let s = session.lock().unwrap_or_else(|p| p.into_inner());
             let trace = s.trace();
             let rows = trace.index().vms().map_err(|e| e.to_string())?;
@@ -100,7 +104,12 @@ impl App {
                 .map(|n| vmrr_debugger::describe::printable(&n.to_string_lossy()))
                 .unwrap_or_else(|| "trace".into());
             let views = IndexViews::open(trace, &vms)?;
-            (vms, name, programs, views, s.cancel_flag())
+            // `.` has no name to put `-fork-1` after: name it in full.
+            let dir = match trace.dir().file_name() {
+                Some(_) => trace.dir().to_path_buf(),
+                None => std::fs::canonicalize(trace.dir()).unwrap_or_else(|_| trace.dir().to_path_buf()),
+            };
+            (vms, name, programs, views, s.cancel_flag(), dir)
         };
         let end_vtime = vms.iter().map(|v| v.end_vtime).max().unwrap_or(0);
         let worker = Worker::start(session.clone(), programs.clone());
@@ -125,6 +134,7 @@ impl App {
             choices: Vec::new(),
             last_generation_poll: Instant::now(),
             notices: options.notices,
+            trace_dir,
             quit: false,
         };
         app.state.timeline.show_all(end_vtime);
@@ -298,6 +308,17 @@ impl App {
             self.reload_events();
         }
         self.choices = done.choices;
+        match done.answer {
+            Some(Answer::Calls(calls)) => {
+                self.state.calls = Some(calls);
+                self.state.list_pane = ListPane::Calls;
+            }
+            Some(Answer::Origin(origin)) => {
+                self.state.origin = Some(origin);
+                self.state.list_pane = ListPane::Origin;
+            }
+            None => {}
+        }
         self.select_event_at_cursor();
         self.reload_timeline();
         if let Some(job) = self.pending.pop_front() {

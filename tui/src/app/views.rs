@@ -11,7 +11,7 @@ use vmrr_debugger::cluster::config::{FaultKind, FaultSpec};
 use vmrr_debugger::describe::{printable, EventContext};
 use vmrr_debugger::session::VmId;
 use vmrr_debugger::trace::Trace;
-use vmrr_index::{EventFilter, EventKind, EventRow, FrameFate, Index, PacketRow, Position};
+use vmrr_index::{EventFilter, EventKind, EventRow, FrameFate, Index, PacketRow, Pos, Position};
 
 use super::App;
 use crate::format;
@@ -39,6 +39,9 @@ struct FrameInfo {
     received: bool,
 }
 
+/// Which calls the timeline marks: how many, the first and the last entry.
+type CallsKey = (usize, Option<Pos>, Option<Pos>);
+
 /// A frame as sent, and its TCP connection's initial sequence numbers.
 type Packet = (PacketRow, (Option<u32>, Option<u32>));
 
@@ -53,9 +56,13 @@ pub(super) struct IndexViews {
     /// list line or the payload pane first needs one.
     packets: RefCell<HashMap<u64, Option<Packet>>>,
     bands: Vec<Band>,
+    /// When each fault of the cluster file takes effect, in schedule order
+    /// (`remove fault N` counts from 1 in this order).
+    fault_times: Vec<u64>,
     /// What the timeline's data was read for: (start, span, bookmarks,
-    /// interrupts shown); moving the cursor inside the window needs no new query.
-    timeline_key: Option<(u64, u64, usize, bool)>,
+    /// calls listed, interrupts shown); moving the cursor inside the window
+    /// needs no new query.
+    timeline_key: Option<(u64, u64, usize, CallsKey, bool)>,
 }
 
 impl IndexViews {
@@ -82,14 +89,26 @@ impl IndexViews {
             frames_by_id.entry(f.id).or_default().push(i);
         }
         let bands = fault_bands(&trace.config().faults, vms);
+        let fault_times = trace.config().faults.iter().map(|f| f.at_ns).collect();
         Ok(IndexViews {
             index,
             frames,
             frames_by_id,
             packets: RefCell::new(HashMap::new()),
             bands,
+            fault_times,
             timeline_key: None,
         })
+    }
+
+    /// The number (from 1, schedule order) of the fault whose event is at
+    /// `vtime`, if exactly one fault takes effect then.
+    pub(super) fn fault_number(&self, vtime: u64) -> Option<usize> {
+        let mut at = self.fault_times.iter().enumerate().filter(|(_, &t)| t == vtime);
+        match (at.next(), at.next()) {
+            (Some((i, _)), None) => Some(i + 1),
+            _ => None,
+        }
     }
 
     /// The first receipt of frame `frame`, with its payload.
@@ -359,7 +378,17 @@ impl App {
     pub(super) fn reload_timeline(&mut self) {
         let tl = &self.state.timeline;
         let (start, span, end) = (tl.start, tl.span, tl.end());
-        let key = (start, span, self.state.bookmarks.rows.len(), tl.show_interrupts);
+        let calls: CallsKey = self.state.calls.as_ref().map_or((0, None, None), |c| {
+            let entry = |l: Option<&crate::state::CallLine>| l.map(|l| l.entry);
+            (c.rows.len(), entry(c.rows.first()), entry(c.rows.last()))
+        });
+        let key = (
+            start,
+            span,
+            self.state.bookmarks.rows.len(),
+            calls,
+            tl.show_interrupts,
+        );
         if self.views.timeline_key == Some(key) {
             return;
         }
@@ -407,6 +436,17 @@ impl App {
                     vm: b.vm as usize,
                     vtime: b.vtime_ns,
                     kind: MarkKind::Bookmark,
+                }),
+        );
+        // The calls listed: each entry on its VM's lane.
+        let calls = self.state.calls.iter().flat_map(|c| &c.rows);
+        marks.extend(
+            calls
+                .filter(|c| c.entry.vtime_ns >= start && c.entry.vtime_ns < end)
+                .map(|c| Mark {
+                    vm: c.vm,
+                    vtime: c.entry.vtime_ns,
+                    kind: MarkKind::Call,
                 }),
         );
         self.state.timeline.marks = marks;

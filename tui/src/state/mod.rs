@@ -6,9 +6,11 @@
 //! Rendering ([`crate::render::render`]) only reads it, so the screen keeps
 //! drawing (with progress) while a long search holds the session.
 
+mod analysis;
 mod lists;
 mod timeline;
 
+pub use analysis::{CallLine, CallsView, OriginLine, OriginView};
 pub use lists::{BookmarksState, EventLine, EventsState, KindPreset, KIND_PRESETS};
 use std::sync::Arc;
 pub use timeline::{Band, BandKind, Link, Mark, MarkKind, TimelineState, MIN_SPAN};
@@ -126,14 +128,19 @@ pub enum ListPane {
     Events,
     /// The bookmarks list.
     Bookmarks,
+    /// Every call of a function (the last calls asked for).
+    Calls,
+    /// The origin chain of a value (the last one asked for).
+    Origin,
 }
 
 impl ListPane {
-    /// The other list.
+    /// The list `B` shows next: bookmarks from the events, the events
+    /// from anything else.
     pub fn other(self) -> ListPane {
         match self {
             ListPane::Events => ListPane::Bookmarks,
-            ListPane::Bookmarks => ListPane::Events,
+            ListPane::Bookmarks | ListPane::Calls | ListPane::Origin => ListPane::Events,
         }
     }
 }
@@ -219,6 +226,17 @@ pub enum PromptKind {
     Memory,
     /// The incremental search of the events list.
     Search,
+    /// A function whose calls to list.
+    Calls,
+    /// A register, variable or address of the focus VM whose origin to trace.
+    Origin,
+    /// The changes a fork at the cursor makes (`;` between several).
+    ForkChange,
+    /// The fork's output folder, once its changes are given.
+    ForkOutput {
+        /// The changes, as typed.
+        changes: String,
+    },
 }
 
 impl PromptKind {
@@ -232,6 +250,10 @@ impl PromptKind {
             PromptKind::RenameBookmark(old) => format!("rename '{old}' to: "),
             PromptKind::Memory => "memory at (register, symbol or 0xaddr): ".into(),
             PromptKind::Search => "/".into(),
+            PromptKind::Calls => "calls of function: ".into(),
+            PromptKind::Origin => "origin of (register, variable, 0xaddr[:len]): ".into(),
+            PromptKind::ForkChange => "fork here, change (none: as recorded): ".into(),
+            PromptKind::ForkOutput { .. } => "fork into folder: ".into(),
         }
     }
 }
@@ -309,6 +331,10 @@ pub struct AppState {
     pub code_view: CodeView,
     /// The selected frame's payload (when a frame event is selected).
     pub payload: Option<PayloadView>,
+    /// The last calls asked for (`a`), listed when the list pane is `Calls`.
+    pub calls: Option<CallsView>,
+    /// The last origin asked for (`Y`), listed when the list pane is `Origin`.
+    pub origin: Option<OriginView>,
     /// A line being typed.
     pub prompt: Option<Prompt>,
     /// Feedback of the last action.

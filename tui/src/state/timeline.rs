@@ -20,6 +20,8 @@ pub enum MarkKind {
     FrameSent,
     /// A guest marker.
     Marker,
+    /// The entry of a call the calls view lists.
+    Call,
     /// The VM stopped or exited.
     Exit,
     /// A fault (partition, heal, drop...).
@@ -51,6 +53,7 @@ impl MarkKind {
             MarkKind::FrameRecv => '▼',
             MarkKind::FrameSent => '▲',
             MarkKind::Marker => '◆',
+            MarkKind::Call => 'ƒ',
             MarkKind::Exit => '■',
             MarkKind::Fault => 'X',
             MarkKind::Bookmark => '★',
@@ -65,6 +68,7 @@ impl MarkKind {
             MarkKind::FrameRecv => "recv",
             MarkKind::FrameSent => "sent",
             MarkKind::Marker => "marker",
+            MarkKind::Call => "call",
             MarkKind::Exit => "exit",
             MarkKind::Fault => "fault",
             MarkKind::Bookmark => "bookmark",

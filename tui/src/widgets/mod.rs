@@ -1,6 +1,7 @@
 //! One widget per view. Each borrows the [`AppState`](crate::state::AppState)
 //! and draws itself; none changes anything.
 
+pub mod analysis;
 pub mod bookmarks;
 pub mod console;
 pub mod disasm;

@@ -9,7 +9,7 @@ use ratatui::widgets::{Paragraph, Widget};
 
 use super::{dim, fit, vm_color};
 use crate::format;
-use crate::state::{AppState, SidePane};
+use crate::state::{AppState, ListPane, SidePane};
 use vmrr_index::EventKind;
 
 /// The status bar.
@@ -23,6 +23,15 @@ const HINTS: &str = "? keys  ←→ step  n/p event  f follow  c/C continue  g g
 /// The next move this screen suggests: following the selected frame,
 /// continuing to the breakpoints, the general keys otherwise.
 pub fn hint(state: &AppState) -> String {
+    match state.list_pane {
+        ListPane::Calls => {
+            return "Enter: go to the selected call's entry  a: another function  Esc: events  ? keys".into()
+        }
+        ListPane::Origin => {
+            return "Enter: go to the selected link  Y: another value  Esc: events  ? keys".into()
+        }
+        ListPane::Events | ListPane::Bookmarks => {}
+    }
     let ev = &state.events;
     let line = ev
         .selected
@@ -101,7 +110,12 @@ impl StatusBar<'_> {
 impl Widget for StatusBar<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let st = self.state;
-        let right = Self::right(st);
+        // While a line is typed it has the whole bar: the position can wait.
+        let right = if st.prompt.is_some() {
+            Vec::new()
+        } else {
+            Self::right(st)
+        };
         let right_w: usize = right.iter().map(|s| s.content.chars().count()).sum();
         let w = area.width as usize;
         let left_w = w.saturating_sub(right_w + 1);

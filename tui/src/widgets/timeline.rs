@@ -46,6 +46,7 @@ fn mark_style(kind: MarkKind, vm: usize) -> Style {
         MarkKind::Console => Style::new().fg(Color::White),
         MarkKind::FrameRecv | MarkKind::FrameSent => Style::new().fg(vm_color(vm)),
         MarkKind::Marker => Style::new().fg(vm_color(vm)).add_modifier(Modifier::BOLD),
+        MarkKind::Call => Style::new().fg(Color::LightGreen).add_modifier(Modifier::BOLD),
         MarkKind::Exit => Style::new().fg(Color::LightRed).add_modifier(Modifier::BOLD),
         MarkKind::Fault => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         MarkKind::Bookmark => Style::new().fg(Color::LightYellow).add_modifier(Modifier::BOLD),
@@ -80,7 +81,7 @@ struct Ends {
 }
 
 /// The legend, as many entries as fit in `width`.
-fn legend(width: usize, irq: bool, bands: &[BandKind]) -> Line<'static> {
+fn legend(width: usize, irq: bool, calls: bool, bands: &[BandKind]) -> Line<'static> {
     let mut entries: Vec<(String, Style, &'static str)> = vec![
         ("▲".into(), Style::new().fg(Color::Cyan), "sent"),
         ("▼".into(), Style::new().fg(Color::Cyan), "recv (sender's colour)"),
@@ -97,6 +98,10 @@ fn legend(width: usize, irq: bool, bands: &[BandKind]) -> Line<'static> {
     ];
     for b in bands {
         entries.insert(3, ("▒".into(), Style::new().fg(band_bg(*b)), b.name()));
+    }
+    if calls {
+        // Before the others: what the user just asked for.
+        entries.insert(0, ("ƒ".into(), mark_style(MarkKind::Call, 0), "call"));
     }
     if irq {
         entries.push(("·".into(), dim(), "irq"));
@@ -151,9 +156,15 @@ impl Widget for TimelineView<'_> {
             format!(" cursor {} ", format::vtime(cursor)),
             Style::new().fg(Color::LightGreen),
         ));
-        let block = pane(title)
-            .title(cursor_title.right_aligned())
-            .title_bottom(legend(area.width as usize, tl.show_interrupts, &band_kinds).right_aligned());
+        let block = pane(title).title(cursor_title.right_aligned()).title_bottom(
+            legend(
+                area.width as usize,
+                tl.show_interrupts,
+                tl.marks.iter().any(|m| m.kind == MarkKind::Call),
+                &band_kinds,
+            )
+            .right_aligned(),
+        );
         let inner = block.inner(area);
         block.render(area, buf);
         let n = st.vms.len();

@@ -1,0 +1,179 @@
+//! The long questions the worker runs for the TUI besides moves: every
+//! call of a function, the origin of a value, a fork at the cursor. Each
+//! reports progress as a fraction and stops on the session's cancel flag
+//! (Esc); the rows it hands back are formatted by
+//! `vmrr_debugger::analysis::text`, as the command line prints them.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use vmrr_debugger::analysis::{text, CallQuery};
+use vmrr_debugger::cluster::ClusterStop;
+use vmrr_debugger::fork::{fork, Change, ForkOptions};
+use vmrr_debugger::session::{Moment, Session, SessionError, VmId};
+use vmrr_debugger::vtime::format_ms;
+
+use crate::state::{CallLine, CallsView, OriginLine, OriginView};
+
+/// What a question leaves besides its message: the list to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Every call of a function.
+    Calls(CallsView),
+    /// An origin chain.
+    Origin(OriginView),
+}
+
+/// The names of the VMs, for the analyses' text.
+fn names(s: &Session) -> impl Fn(VmId) -> String {
+    let names: Vec<String> = s
+        .vm_ids()
+        .map(|v| vmrr_debugger::describe::printable(s.vm_name(v)))
+        .collect();
+    move |vm: VmId| names.get(vm as usize).cloned().unwrap_or_else(|| "?".into())
+}
+
+/// Every call of `function` in every VM; the message counts them.
+pub fn calls(
+    s: &mut Session,
+    function: &str,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<(String, Answer), SessionError> {
+    let query = CallQuery {
+        function: function.to_string(),
+        vms: Vec::new(),
+        from: None,
+        to: None,
+    };
+    let found = s.calls(&query, progress)?;
+    let images = s.images();
+    let sig = s.vm_ids().find_map(|v| {
+        let p = images.program(s.trace(), v as usize);
+        let entry = p.symbols().by_name(function)?.addr;
+        p.signature(entry)
+    });
+    let rows: Vec<CallLine> = found
+        .calls
+        .iter()
+        .map(|c| {
+            let (ret, ret_time, value) = text::call_return(c);
+            CallLine {
+                vm: c.vm as usize,
+                entry: c.entry,
+                args: vmrr_debugger::describe::printable(&text::call_args(c)),
+                ret,
+                ret_time,
+                value: vmrr_debugger::describe::printable(&value),
+            }
+        })
+        .collect();
+    let n = rows.len();
+    let message = format!(
+        "{function}: {n} call{} in every VM (replayed {} of {} slices){}",
+        if n == 1 { "" } else { "s" },
+        found.replayed,
+        found.slices,
+        if n > 0 {
+            "; Enter goes to a call's entry"
+        } else {
+            ""
+        }
+    );
+    let view = CallsView {
+        function: function.to_string(),
+        signature: vmrr_debugger::describe::printable(&text::signature(function, sig.as_ref())),
+        selected: (n > 0).then_some(0),
+        rows,
+    };
+    Ok((message, Answer::Calls(view)))
+}
+
+/// The origin of `what` in `vm` at the cursor; the message says where it ended.
+pub fn origin(
+    s: &mut Session,
+    vm: VmId,
+    what: &str,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<(String, Answer), SessionError> {
+    let (target, label) = s.origin_target(vm, what)?;
+    let o = s.origin(vm, target, progress)?;
+    let name = names(s);
+    let shown: Vec<OriginLine> = o
+        .links
+        .iter()
+        .filter(|l| !l.trivial)
+        .map(|l| OriginLine {
+            pos: l.pos,
+            place: text::place(l.pos, &name),
+            at: vmrr_debugger::describe::printable(&text::link_at(l)),
+            description: vmrr_debugger::describe::printable(&text::link_description(l)),
+        })
+        .collect();
+    let n = shown.len();
+    let message = format!(
+        "origin of {label}: {n} link{}, ending in {}{}",
+        if n == 1 { "" } else { "s" },
+        o.end,
+        if n > 0 { "; Enter goes to a link" } else { "" }
+    );
+    let view = OriginView {
+        header: vmrr_debugger::describe::printable(&text::origin_header(&o, &label, &name)),
+        hidden: o.links.len() - n,
+        end: vmrr_debugger::describe::printable(&o.end.to_string()),
+        selected: (n > 0).then_some(0),
+        links: shown,
+    };
+    Ok((vmrr_debugger::describe::printable(&message), Answer::Origin(view)))
+}
+
+/// Forks the session's trace at `at_ns` with `changes` into `out`; Esc
+/// (the session's cancel flag) stops the run at its next barrier, leaving
+/// a fork that replays up to its last checkpoint. The message names the
+/// new trace and the commands that open and compare it.
+pub fn fork_here(
+    s: &Session,
+    at_ns: u64,
+    changes: &[String],
+    out: &Path,
+    end_ns: u64,
+    progress: &(dyn Fn(f64) + Sync),
+) -> Result<String, String> {
+    let changes: Vec<Change> = changes
+        .iter()
+        .map(|c| Change::parse(c).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let parent = s.trace().dir().to_path_buf();
+    let stop = s.cancel_flag();
+    stop.store(false, Ordering::Relaxed);
+    // The fork runs on as far as its parent did: its progress is measured
+    // against the parent's end.
+    let mut report = |p: &vmrr_debugger::trace::record::Progress| {
+        let done = p.vtime_ns.saturating_sub(at_ns) as f64;
+        progress(done / end_ns.saturating_sub(at_ns).max(1) as f64);
+    };
+    let summary = fork(
+        &parent,
+        &Moment::Time(at_ns),
+        &changes,
+        out,
+        &ForkOptions::default(),
+        &stop,
+        &mut report,
+    )
+    .map_err(|e| format!("fork: {e}"))?;
+    let (new, old) = (out.display(), parent.display());
+    let how = match summary.record.stop {
+        ClusterStop::Interrupted => "stopped early (Esc): it replays up to its last checkpoint; ",
+        _ => "",
+    };
+    let notes = if summary.changes.is_empty() {
+        "no change".to_string()
+    } else {
+        summary.changes.join("; ")
+    };
+    Ok(vmrr_debugger::describe::printable(&format!(
+        "forked at {} into {new}: {how}vmrr tui {new} · vmrr diff {old} {new} ({notes}; {} frames)",
+        format_ms(summary.at_ns),
+        summary.record.frames
+    )))
+}
