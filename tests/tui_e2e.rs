@@ -362,3 +362,39 @@ fn bad_trace_is_a_message_not_a_crash() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("not a trace directory"), "{err}");
 }
+
+/// Issue 16: `vmrr tui FORK --beside` in a real terminal: the legend names
+/// `≠`, and `D` on backup2 goes to where it first differs, both sides said;
+/// a trace that is no fork has no parent to open beside.
+#[test]
+fn fork_beside_its_parent_and_d_goes_to_the_divergence() {
+    let dir = std::env::temp_dir().join(format!("vmrr-e2e-{}-beside", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let fork = dir.join("kv-drop");
+    let o = Command::new(vmrr())
+        .arg("fork")
+        .arg(trace())
+        .args(["--at", "122.165321ms", "drop frame 49", "-o"])
+        .arg(&fork)
+        .output()
+        .expect("vmrr fork");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let command = format!("{} tui {} --beside", vmrr(), fork.display());
+    let t = Tmux::start("beside", 120, 40, &command);
+    t.wait_for("≠ differs");
+    t.keys(&["3", "D"]);
+    let screen = t.wait_for("backup2 differs (event) at icount 38308");
+    assert!(screen.contains("Locals backup2 @ 38308"), "{screen}");
+    t.keys(&["q"]);
+    let o = Command::new(vmrr())
+        .arg("tui")
+        .arg(trace())
+        .arg("--beside")
+        .output()
+        .expect("vmrr tui");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("is not a fork"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

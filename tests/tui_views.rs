@@ -462,7 +462,7 @@ fn fork_at_the_cursor_drops_the_selected_frame() {
     let msg = message(&app);
     assert!(
         msg.starts_with(&format!(
-            "forked at 122.165321 ms into {out}: vmrr tui {out} · vmrr diff {} {out}",
+            "forked at 122.165321 ms into {out}: vmrr tui {out} --beside · vmrr diff {} {out}",
             dir.display()
         )),
         "{msg}"
@@ -494,6 +494,78 @@ fn fork_at_the_cursor_drops_the_selected_frame() {
         "{}",
         message(&app)
     );
+}
+
+/// Issue 16: a fork opened beside its parent marks, on each lane, where
+/// that VM first differs (`≠`, at `diff`'s own answer), and `D` goes there.
+#[test]
+fn fork_beside_its_parent_marks_where_lanes_differ() {
+    let dir = private_trace("beside");
+    let mut app = app_on(&dir);
+    to_send_of(&mut app, 49);
+    press(&mut app, KeyCode::Char('F'));
+    press(&mut app, KeyCode::Enter);
+    press(&mut app, KeyCode::Enter);
+    let out = PathBuf::from(format!("{}-fork-1", dir.display()));
+    let report = vmrr_debugger::fork::diff::diff(&dir, &out).expect("diff");
+    let session = Session::open(&out).expect("open fork");
+    let options = Options {
+        beside: Some(dir.clone()),
+        ..Options::default()
+    };
+    let mut app = App::new(Arc::new(Mutex::new(session)), options).expect("app");
+    assert!(app.wait_idle(Duration::from_secs(120)));
+    assert!(app.state.compare.is_some(), "{}", message(&app));
+    let names: Vec<String> = app.state.vms.iter().map(|v| v.name.clone()).collect();
+    let differing: Vec<_> = report.vms.iter().filter(|v| v.first.is_some()).collect();
+    assert!(!differing.is_empty(), "{}", report.summary());
+    for v in differing {
+        let first = v.first.as_ref().expect("a difference");
+        let vm = names.iter().position(|n| *n == v.vm).expect("the VM");
+        // Focus it, then D: the Session goes to the diff's position.
+        press(&mut app, KeyCode::Char(char::from(b'1' + vm as u8)));
+        press(&mut app, KeyCode::Char('D'));
+        // A fork keeps its parent's icounts: the Session lands on the diff's
+        // VM:ICOUNT (at that icount's time in the fork, which a lost frame
+        // can make later than the parent's).
+        let snap = &app.state.snapshot;
+        assert_eq!((snap.focus, snap.icount), (vm, first.icount), "{}", message(&app));
+        assert!(snap.vtime >= first.vtime_ns, "{}", message(&app));
+        let said = message(&app);
+        assert!(
+            said.contains(&first.what) && said.contains(&format!("icount {}", first.icount)),
+            "{said}"
+        );
+        // `≠` on that VM's lane, in the column of the diff's time: the lane's
+        // plot starts after the border and the names (7 + 2 columns).
+        let t = draw(&app, 120, 40);
+        let buf = t.backend().buffer();
+        let row = |y: u16| {
+            (0..120)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<Vec<_>>()
+        };
+        let lane = (0..40)
+            .find(|&y| row(y).concat().starts_with(&format!("│{}", v.vm)))
+            .expect("the lane");
+        let tl = &app.state.timeline;
+        let col = (first.vtime_ns - tl.start) as u128 * (118 - 9) / tl.span as u128;
+        let mark = row(lane).iter().position(|c| c == "≠");
+        assert_eq!(mark, Some(1 + 9 + col as usize), "{}", report.summary());
+        // No other lane has one, but those of the other VMs that differ too.
+        let marked = (0..40)
+            .map(|y| row(y).concat())
+            .filter(|r| names.iter().any(|n| r.starts_with(&format!("│{n}"))) && r.contains('≠'))
+            .count();
+        assert_eq!(marked, report.vms.iter().filter(|v| v.first.is_some()).count());
+        if vm == 2 {
+            insta::assert_snapshot!("beside_divergence_120x40", t.backend());
+        }
+    }
+    // Without --beside, D says how to get one.
+    let mut plain = app_on(&out);
+    press(&mut plain, KeyCode::Char('D'));
+    assert!(message(&plain).contains("--beside"), "{}", message(&plain));
 }
 
 /// Issue 16: on the partition's fault event, `F` offers `remove fault 1`.

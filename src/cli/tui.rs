@@ -21,6 +21,35 @@ pub struct TuiArgs {
     /// moving in gdb moves the TUI's cursor.
     #[arg(long)]
     pub gdb_port: Option<u16>,
+    /// Open the trace beside another (a fork beside its parent; with no
+    /// value, the parent its index names): each VM's lane marks where its
+    /// run first differs (`≠`), and `D` goes there.
+    #[arg(long, value_name = "OTHER", num_args = 0..=1)]
+    pub beside: Option<Option<PathBuf>>,
+}
+
+/// The trace to open beside: the one given, or the fork's parent.
+fn beside(args: &TuiArgs, session: &Session) -> Result<Option<PathBuf>, CliError> {
+    let given = match &args.beside {
+        None => return Ok(None),
+        Some(given) => given.clone(),
+    };
+    if let Some(other) = given {
+        return Ok(Some(other));
+    }
+    let parent = session
+        .trace()
+        .index()
+        .meta("fork.parent")
+        .map_err(|e| e.to_string())?;
+    match parent {
+        Some(p) => Ok(Some(PathBuf::from(p))),
+        None => Err(format!(
+            "{} is not a fork: name the trace to open it beside (--beside OTHER)",
+            args.trace.display()
+        )
+        .into()),
+    }
 }
 
 /// Serves gdb on `listener` from a thread. Its log and errors go to the
@@ -77,6 +106,7 @@ fn gdb_hint(trace: &Path, session: &Session, port: u16) -> String {
 /// Opens the trace and runs the TUI until the user quits.
 pub fn run(args: &TuiArgs) -> Result<ExitCode, CliError> {
     let session = Session::open(&args.trace).map_err(|e| e.to_string())?;
+    let beside = beside(args, &session)?;
     let (tx, rx) = channel();
     if session.is_read_only() {
         // Session::open fell back to read-only: say so before a bookmark is refused.
@@ -105,6 +135,7 @@ pub fn run(args: &TuiArgs) -> Result<ExitCode, CliError> {
         vmrr_tui::Options {
             gdb_port: args.gdb_port,
             notices: Some(rx),
+            beside,
         },
     )?;
     Ok(ExitCode::SUCCESS)

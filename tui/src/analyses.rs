@@ -1,5 +1,6 @@
 //! The long questions the worker runs for the TUI besides moves: every
-//! call of a function, the origin of a value, a fork at the cursor. Each
+//! call of a function, the origin of a value, a fork at the cursor, the
+//! comparison with the trace this one is opened beside. Each
 //! reports progress as a fraction and stops on the session's cancel flag
 //! (Esc); the rows it hands back are formatted by
 //! `vmrr_debugger::analysis::text`, as the command line prints them.
@@ -13,7 +14,7 @@ use vmrr_debugger::fork::{fork, Change, ForkOptions};
 use vmrr_debugger::session::{Moment, Session, SessionError, VmId};
 use vmrr_debugger::vtime::format_ms;
 
-use crate::state::{CallLine, CallsView, OriginLine, OriginView};
+use crate::state::{CallLine, CallsView, Comparison, Divergence, OriginLine, OriginView};
 
 /// What a question leaves besides its message: the list to show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub enum Answer {
     Calls(CallsView),
     /// An origin chain.
     Origin(OriginView),
+    /// Where this trace's VMs first differ from another trace's.
+    Compare(Comparison),
 }
 
 /// The names of the VMs, for the analyses' text.
@@ -172,8 +175,48 @@ pub fn fork_here(
         summary.changes.join("; ")
     };
     Ok(vmrr_debugger::describe::printable(&format!(
-        "forked at {} into {new}: {how}vmrr tui {new} · vmrr diff {old} {new} ({notes}; {} frames)",
+        "forked at {} into {new}: {how}vmrr tui {new} --beside · vmrr diff {old} {new} ({notes}; {} frames)",
         format_ms(summary.at_ns),
         summary.record.frames
     )))
+}
+
+/// Compares the session's trace with `other` (`diff(other, this)`: the
+/// other is side A, as `vmrr diff PARENT FORK` has it); the message is the
+/// relation and the focus VM's first difference.
+pub fn compare(s: &Session, other: &Path) -> Result<(String, Answer), String> {
+    let here = s.trace().dir().to_path_buf();
+    let report = vmrr_debugger::fork::diff::diff(other, &here).map_err(|e| format!("compare: {e}"))?;
+    let printable = vmrr_debugger::describe::printable;
+    let lanes = s
+        .vm_ids()
+        .map(|vm| {
+            let name = s.vm_name(vm);
+            let first = report.vms.iter().find(|v| v.vm == name)?.first.as_ref()?;
+            Some(Divergence {
+                icount: first.icount,
+                vtime_ns: first.vtime_ns,
+                what: first.what.clone(),
+                theirs: printable(&first.a),
+                ours: printable(&first.b),
+            })
+        })
+        .collect();
+    let other_name = other
+        .file_name()
+        .map(|n| printable(&n.to_string_lossy()))
+        .unwrap_or_else(|| printable(&other.display().to_string()));
+    let view = Comparison {
+        other: other_name,
+        relation: printable(&report.relation),
+        from_ns: report.from_ns,
+        lanes,
+    };
+    let focus = s.focus();
+    let message = format!(
+        "beside {}: {}; D: to the focus VM's divergence",
+        view.other,
+        view.summary(focus as usize, &printable(s.vm_name(focus)))
+    );
+    Ok((message, Answer::Compare(view)))
 }

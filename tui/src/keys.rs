@@ -110,6 +110,9 @@ pub enum Action {
     Origin,
     /// Fork the recording at the cursor with a change, into a new trace.
     Fork,
+    /// Go to where the focus VM's run first differs from the trace this
+    /// one is opened beside (`--beside`).
+    Divergence,
 }
 
 /// A key as the table names it: a code and whether Shift must be held (for
@@ -321,6 +324,13 @@ pub const KEYMAP: &[Binding] = &[
         "fork at the cursor with a change (drop frame N...) into a new trace",
         "fork here, changed",
     ),
+    bind(
+        &[c('D')],
+        "D",
+        Action::Divergence,
+        "opened --beside: go to where the focus VM first differs (≠ on its lane)",
+        "to focus VM's divergence",
+    ),
     heading("Views"),
     bind(
         &[k(KeyCode::Tab)],
@@ -474,6 +484,7 @@ mod tests {
         assert_eq!(action_for(&press(KeyCode::Char('a'))), Some(Action::Calls));
         assert_eq!(action_for(&press(KeyCode::Char('Y'))), Some(Action::Origin));
         assert_eq!(action_for(&press(KeyCode::Char('F'))), Some(Action::Fork));
+        assert_eq!(action_for(&press(KeyCode::Char('D'))), Some(Action::Divergence));
         // Reserved for Move::Next / Move::Finish.
         assert_eq!(action_for(&press(KeyCode::Char('o'))), None);
         assert_eq!(action_for(&press(KeyCode::Char('u'))), None);

@@ -74,6 +74,16 @@ pub enum Job {
         /// The parent's last virtual time, to measure progress against.
         end_ns: u64,
     },
+    /// Compare the trace with another (the one it is opened beside).
+    Compare(PathBuf),
+    /// Go to where the focus VM first differs from the trace this one is
+    /// opened beside; once there, the message is the difference.
+    Divergence {
+        /// The move there (a goto of the diff's position).
+        to: Move,
+        /// What differs there, both sides.
+        summary: String,
+    },
 }
 
 impl Job {
@@ -107,6 +117,8 @@ impl Job {
             Job::Calls(_) => "calls",
             Job::Origin { .. } => "origin",
             Job::Fork { .. } => "fork",
+            Job::Compare(_) => "compare",
+            Job::Divergence { .. } => "go to",
         }
     }
 
@@ -263,6 +275,12 @@ fn execute(s: &mut Session, job: &Job, programs: &[Arc<Program>], progress: &Ato
     let text = match job {
         Job::Calls(function) => return answered(analyses::calls(s, function, &report)),
         Job::Origin { vm, what } => return answered(analyses::origin(s, *vm, what, &report)),
+        Job::Compare(other) => {
+            return match analyses::compare(s, other) {
+                Ok((text, answer)) => (Ok(text), Vec::new(), Some(answer)),
+                Err(err) => (Err(err), Vec::new(), None),
+            }
+        }
         Job::Fork {
             at_ns,
             changes,
@@ -270,6 +288,11 @@ fn execute(s: &mut Session, job: &Job, programs: &[Arc<Program>], progress: &Ato
             end_ns,
         } => analyses::fork_here(s, *at_ns, changes, out, *end_ns, &report),
         Job::Refresh => Ok(String::new()),
+        Job::Divergence { to, summary } => match s.perform(to, &report) {
+            Ok(Outcome::Moved { .. }) => Ok(summary.clone()),
+            Ok(outcome) => Ok(describe_outcome(s, to, &outcome, programs)),
+            Err(err) => Err(e(err)),
+        },
         Job::Move(mv) => match s.perform(mv, &report) {
             Ok(Outcome::Choose(ends)) => {
                 let names: Vec<String> = ends

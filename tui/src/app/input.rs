@@ -191,6 +191,7 @@ impl App {
                 let change = self.suggested_change().unwrap_or_default();
                 self.open_prompt_with(PromptKind::ForkChange, change);
             }
+            Action::Divergence => self.go_to_divergence(),
             Action::Up => self.move_selection(-1),
             Action::Down => self.move_selection(1),
             Action::PageUp => self.move_selection(-10),
@@ -520,6 +521,29 @@ impl App {
             EventKind::FrameSent | EventKind::FrameRecv => Some(format!("drop frame {}", e.value?)),
             EventKind::Fault => Some(format!("remove fault {}", self.views.fault_number(e.vtime_ns)?)),
             _ => None,
+        }
+    }
+
+    /// Goes to where the focus VM first differs from the trace this one is
+    /// opened beside: the Session's goto of the diff's `VM:ICOUNT`.
+    fn go_to_divergence(&mut self) {
+        let focus = self.state.snapshot.focus;
+        let name = self.state.vm_name(focus).to_string();
+        match &self.state.compare {
+            None => self.error("not opened beside another trace: vmrr tui FORK --beside".into()),
+            Some(c) => match c.divergence(focus) {
+                Some(d) => {
+                    let pos = Pos::new(focus as VmId, d.icount, d.vtime_ns);
+                    let summary = c.summary(focus, &name);
+                    if let Job::Move(to) = goto_pos(pos) {
+                        self.submit(Job::Divergence { to, summary });
+                    }
+                }
+                None => {
+                    let summary = c.summary(focus, &name);
+                    self.info(summary);
+                }
+            },
         }
     }
 

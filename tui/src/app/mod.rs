@@ -43,6 +43,9 @@ pub struct Options {
     /// Messages from other threads (the gdb server's log), shown in the
     /// status bar: the screen belongs to the TUI, so nobody else may print.
     pub notices: Option<std::sync::mpsc::Receiver<Message>>,
+    /// Another trace to open this one beside (a fork's parent): compared
+    /// on the worker as the App starts, its divergences marked on the lanes.
+    pub beside: Option<PathBuf>,
 }
 
 /// The application: state, session, worker.
@@ -141,6 +144,9 @@ impl App {
         app.reload_events();
         app.reload_bookmarks();
         app.submit(Job::Refresh);
+        if let Some(other) = options.beside {
+            app.submit(Job::Compare(other));
+        }
         Ok(app)
     }
 
@@ -317,6 +323,7 @@ impl App {
                 self.state.origin = Some(origin);
                 self.state.list_pane = ListPane::Origin;
             }
+            Some(Answer::Compare(compare)) => self.state.compare = Some(compare),
             None => {}
         }
         self.select_event_at_cursor();

@@ -7,10 +7,12 @@
 //! drawing (with progress) while a long search holds the session.
 
 mod analysis;
+mod compare;
 mod lists;
 mod timeline;
 
 pub use analysis::{CallLine, CallsView, OriginLine, OriginView};
+pub use compare::{Comparison, Divergence};
 pub use lists::{BookmarksState, EventLine, EventsState, KindPreset, KIND_PRESETS};
 use std::sync::Arc;
 pub use timeline::{Band, BandKind, Link, Mark, MarkKind, TimelineState, MIN_SPAN};
@@ -335,6 +337,8 @@ pub struct AppState {
     pub calls: Option<CallsView>,
     /// The last origin asked for (`Y`), listed when the list pane is `Origin`.
     pub origin: Option<OriginView>,
+    /// The trace this one is opened beside (`--beside`), once compared.
+    pub compare: Option<Comparison>,
     /// A line being typed.
     pub prompt: Option<Prompt>,
     /// Feedback of the last action.

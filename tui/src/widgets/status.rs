@@ -20,7 +20,8 @@ pub struct StatusBar<'a> {
 
 const HINTS: &str = "? keys  ←→ step  n/p event  f follow  c/C continue  g go to  b break  q quit";
 
-/// The next move this screen suggests: following the selected frame,
+/// The next move this screen suggests: going to where the focus VM differs
+/// from the trace this one is opened beside, following the selected frame,
 /// continuing to the breakpoints, the general keys otherwise.
 pub fn hint(state: &AppState) -> String {
     match state.list_pane {
@@ -38,6 +39,19 @@ pub fn hint(state: &AppState) -> String {
         .and_then(|s| ev.visible.get(s))
         .and_then(|&i| ev.lines.get(i));
     let mut parts: Vec<String> = Vec::new();
+    if let Some(c) = &state.compare {
+        let focus = state.snapshot.focus;
+        parts.push(match c.divergence(focus) {
+            Some(d) => format!(
+                "D: to where {} differs from {} ({}, {})",
+                state.vm_name(focus),
+                c.other,
+                d.what,
+                format::vtime(d.vtime_ns)
+            ),
+            None => format!("{} runs as in {}", state.vm_name(focus), c.other),
+        });
+    }
     if let Some(l) = line.filter(|l| matches!(l.event.kind, EventKind::FrameSent | EventKind::FrameRecv)) {
         let id = l.event.value.unwrap_or(0);
         // The peers end the line (`frame #3 → b`, `TCP a → b [ACK] … (#3 → b)`):

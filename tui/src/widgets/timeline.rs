@@ -5,7 +5,9 @@
 //! through the spacer rows only (never over another lane) and ends in an
 //! arrowhead next to the receiver, so direction and endpoints read at any
 //! zoom. Faults are bands on the lanes they affect; interrupts are hidden
-//! unless asked for (`i`); the bottom border is the legend.
+//! unless asked for (`i`); the bottom border is the legend. Opened beside
+//! another trace (`--beside`), `≠` marks where each VM first differs from
+//! it and `⋔` on the axis the fork point.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -53,6 +55,19 @@ fn mark_style(kind: MarkKind, vm: usize) -> Style {
     }
 }
 
+/// The style of `≠`, where a VM's run first differs from the other trace's.
+fn divergence_style() -> Style {
+    Style::new()
+        .fg(Color::Black)
+        .bg(Color::LightMagenta)
+        .add_modifier(Modifier::BOLD)
+}
+
+/// The style of `⋔`, the fork point on the axis.
+fn fork_point_style() -> Style {
+    Style::new().fg(Color::LightMagenta).add_modifier(Modifier::BOLD)
+}
+
 fn band_bg(kind: BandKind) -> Color {
     match kind {
         BandKind::Partition => Color::Rgb(110, 30, 30),
@@ -81,7 +96,7 @@ struct Ends {
 }
 
 /// The legend, as many entries as fit in `width`.
-fn legend(width: usize, irq: bool, calls: bool, bands: &[BandKind]) -> Line<'static> {
+fn legend(width: usize, irq: bool, calls: bool, compare: bool, bands: &[BandKind]) -> Line<'static> {
     let mut entries: Vec<(String, Style, &'static str)> = vec![
         ("▲".into(), Style::new().fg(Color::Cyan), "sent"),
         ("▼".into(), Style::new().fg(Color::Cyan), "recv (sender's colour)"),
@@ -102,6 +117,11 @@ fn legend(width: usize, irq: bool, calls: bool, bands: &[BandKind]) -> Line<'sta
     if calls {
         // Before the others: what the user just asked for.
         entries.insert(0, ("ƒ".into(), mark_style(MarkKind::Call, 0), "call"));
+    }
+    if compare {
+        // First: what the screen was opened to show.
+        entries.insert(0, ("⋔".into(), fork_point_style(), "fork"));
+        entries.insert(0, ("≠".into(), divergence_style(), "differs"));
     }
     if irq {
         entries.push(("·".into(), dim(), "irq"));
@@ -161,6 +181,7 @@ impl Widget for TimelineView<'_> {
                 area.width as usize,
                 tl.show_interrupts,
                 tl.marks.iter().any(|m| m.kind == MarkKind::Call),
+                st.compare.is_some(),
                 &band_kinds,
             )
             .right_aligned(),
@@ -363,6 +384,18 @@ impl Widget for TimelineView<'_> {
             );
         }
 
+        // Where each VM first differs from the trace this one is beside (over
+        // the cursor's column: the cursor lands there after `D`).
+        if let Some(cmp) = &st.compare {
+            for vm in 0..n {
+                if let Some(c) = cmp.divergence(vm).and_then(|d| col(d.vtime_ns)) {
+                    buf[(plot_x + c, row_of(vm))]
+                        .set_char('≠')
+                        .set_style(divergence_style());
+                }
+            }
+        }
+
         // The axis: ticks at round times, labels where they fit.
         let step = tick_step(span, w);
         let mut t = start.div_ceil(step) * step;
@@ -383,6 +416,10 @@ impl Widget for TimelineView<'_> {
                 Some(t) => t,
                 None => break,
             };
+        }
+        // The fork point, over the axis's labels.
+        if let Some(c) = st.compare.as_ref().and_then(|cmp| col(cmp.from_ns)) {
+            buf.set_string(plot_x + c, axis_y, "⋔", fork_point_style());
         }
     }
 }
