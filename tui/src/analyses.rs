@@ -183,7 +183,7 @@ pub fn fork_here(
 
 /// Compares the session's trace with `other` (`diff(other, this)`: the
 /// other is side A, as `vmrr diff PARENT FORK` has it); the message is the
-/// relation and the focus VM's first difference.
+/// focus VM's first difference, both sides.
 pub fn compare(s: &Session, other: &Path) -> Result<(String, Answer), String> {
     let here = s.trace().dir().to_path_buf();
     let report = vmrr_debugger::fork::diff::diff(other, &here).map_err(|e| format!("compare: {e}"))?;

@@ -485,10 +485,15 @@ impl App {
 /// Goes to a position an analysis named (a call's entry, an origin link):
 /// the Session's goto of `VM:ICOUNT`, with the VM by its number.
 fn goto_pos(pos: Pos) -> Job {
-    Job::Move(Move::Goto(Moment::Icount {
+    Job::Move(goto_move(pos))
+}
+
+/// The Session's goto of `VM:ICOUNT`, with the VM by its number.
+fn goto_move(pos: Pos) -> Move {
+    Move::Goto(Moment::Icount {
         vm: Some((pos.vm + 1).to_string()),
         icount: pos.icount,
-    }))
+    })
 }
 
 /// The changes of a fork prompt: `;` separates several; none is allowed
@@ -535,9 +540,10 @@ impl App {
                 Some(d) => {
                     let pos = Pos::new(focus as VmId, d.icount, d.vtime_ns);
                     let summary = c.summary(focus, &name);
-                    if let Job::Move(to) = goto_pos(pos) {
-                        self.submit(Job::Divergence { to, summary });
-                    }
+                    self.submit(Job::Divergence {
+                        to: goto_move(pos),
+                        summary,
+                    });
                 }
                 None => {
                     let summary = c.summary(focus, &name);
