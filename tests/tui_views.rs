@@ -292,6 +292,51 @@ fn source_and_locals_at_the_stale_write() {
     insta::assert_snapshot!("disassembly_80x24", draw(&app, 80, 24).backend());
 }
 
+/// Issue 10: `o` steps over the source line (the call of `marker` on the
+/// next line runs through), `u` finishes `kv_apply` back in its caller.
+#[test]
+fn step_over_and_finish_keys() {
+    let mut app = app_on(trace());
+    to_stale_write(&mut app);
+    let line = |app: &App| app.state.snapshot.source.as_ref().map(|s| s.current as usize);
+    let function = |app: &App| app.state.snapshot.stack.first().map(|f| f.name.clone());
+    assert_eq!(line(&app), Some(stale_write_line()));
+    // -O2 interleaves the prologue's line with the store's: `o` walks the
+    // rows line by line until the marker's call.
+    let icount = |app: &App| app.state.snapshot.icount;
+    let mut presses = 0;
+    while line(&app) != Some(stale_write_line() + 1) {
+        let before = line(&app);
+        press(&mut app, KeyCode::Char('o'));
+        assert_ne!(line(&app), before, "o stayed on the line: {}", message(&app));
+        assert_eq!(function(&app).as_deref(), Some("kv_apply"), "{}", message(&app));
+        presses += 1;
+        assert!(presses < 6, "never reached the marker's line: {:?}", line(&app));
+    }
+    // Over the call of marker: it runs through (many instructions), and the
+    // VM is still in kv_apply, on a later line.
+    let at = icount(&app);
+    press(&mut app, KeyCode::Char('o'));
+    assert_eq!(function(&app).as_deref(), Some("kv_apply"), "{}", message(&app));
+    assert!(
+        line(&app).is_some_and(|l| l > stale_write_line() + 1),
+        "{:?}",
+        line(&app)
+    );
+    assert!(
+        icount(&app) > at + 20,
+        "marker did not run through: {at} -> {}",
+        icount(&app)
+    );
+    press(&mut app, KeyCode::Char('u'));
+    let caller = function(&app);
+    assert!(
+        caller.as_deref().is_some_and(|f| f != "kv_apply" && f != "?"),
+        "{caller:?}: {}",
+        message(&app)
+    );
+}
+
 /// Issue 14: the payload of the resent WRITE #5 (frame #49), decoded.
 #[test]
 fn payload_of_the_resent_write() {

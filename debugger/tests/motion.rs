@@ -13,8 +13,8 @@ use std::path::Path;
 
 use vmrr_backend::rng::SeededRng;
 use vmrr_debugger::session::{
-    return_site, Breakpoint, Direction, Hit, HitKind, Pos, Returned, Scope, Session, StopReason, VmId,
-    WatchKind, Watchpoint,
+    return_site, Breakpoint, Direction, Hit, HitKind, Move, Outcome, Pos, Returned, Scope, Session,
+    StopReason, VmId, WatchKind, Watchpoint,
 };
 use vmrr_debugger::trace::Trace;
 
@@ -322,6 +322,69 @@ fn continue_finish_and_next_stop_where_brute_force_stops() {
             }
             checked += 1;
         }
+        // Step over a source line: the same as `next`s repeated while the
+        // VM stays on the line's addresses, and it leaves the line (or the
+        // function, or the recording).
+        let program = session.program(vm).expect("the guest has line tables");
+        let mut lines = 0;
+        for _ in 0..8 {
+            let i = rng.below(last);
+            session.goto(vm, i).expect("goto");
+            let m = session.machine(vm).expect("machine");
+            let rip = m.regs().rip;
+            if m.is_halted() {
+                continue;
+            }
+            let Some((start, end)) = program.line_range(rip) else {
+                continue;
+            };
+            let here = program.line_at(rip).expect("a row covers rip");
+            assert!(start <= rip && rip < end, "{start:#x}..{end:#x} holds {rip:#x}");
+            // The range is the line's, no more: every row in it is that line.
+            assert!(
+                program
+                    .rows_between(start, end)
+                    .iter()
+                    .all(|r| r.line == here.line && r.file == here.file),
+                "{start:#x}..{end:#x} spans more than line {}",
+                here.line
+            );
+            lines += 1;
+            let got = session
+                .perform(&Move::NextLine { vm }, &|_| {})
+                .expect("next line");
+            let after = session.position(vm).expect("position");
+            // The same through single `next`s from the same place.
+            session.goto(vm, i).expect("goto");
+            let want = loop {
+                match session.next(vm, None, &|_| {}).expect("next") {
+                    Returned::Yes(p) => {
+                        let r = session.machine(vm).expect("machine").regs().rip;
+                        if !(start..end).contains(&r) {
+                            break Some(p);
+                        }
+                    }
+                    Returned::No(_) => break None,
+                }
+            };
+            match want {
+                Some(p) => {
+                    assert_eq!(after, p, "next line in VM {vm} from {i} ({got:?})");
+                    let r = session.machine(vm).expect("machine").regs().rip;
+                    let there = program.line_at(r);
+                    assert!(
+                        there.is_none_or(|t| t.line != here.line
+                            || t.file != here.file
+                            || t.addr != here.addr),
+                        "next line in VM {vm} from {i} stayed on line {}",
+                        here.line
+                    );
+                }
+                None => assert!(!matches!(got, Outcome::Moved { .. }), "{got:?}"),
+            }
+            checked += 1;
+        }
+        assert!(lines > 0, "no source line was stepped over in VM {vm}");
         assert!(calls > 0, "no call was stepped over in VM {vm}");
     }
     assert!(checked > 60, "only {checked} cases");

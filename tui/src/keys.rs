@@ -2,10 +2,6 @@
 //! key handling ([`action_for`], used by [`App::on_key`](crate::app::App::on_key))
 //! and the help overlay (`?`). A key that is not in [`KEYMAP`] does nothing,
 //! and every key the overlay lists does what it says.
-//!
-//! Reserved for the Session's coming `Move::Next` / `Move::Finish` (step
-//! over a call, run to the caller): `o` and `u`. They are left unbound here
-//! until the moves exist.
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -44,6 +40,10 @@ pub enum Action {
     Continue,
     /// Reverse-continue (focus VM).
     ReverseContinue,
+    /// Step the focus VM over its source line, calls run through.
+    StepOver,
+    /// Run the focus VM until its function returns.
+    Finish,
     /// Ask for a breakpoint location.
     Breakpoint,
     /// Ask for a watchpoint expression.
@@ -244,6 +244,14 @@ pub const KEYMAP: &[Binding] = &[
         "continue / reverse",
     ),
     pair(&[c('C')], Action::ReverseContinue),
+    bind(
+        &[c('o')],
+        "o / u",
+        Action::StepOver,
+        "step over the source line (calls run through) / finish: run to the caller",
+        "step over / finish",
+    ),
+    pair(&[c('u')], Action::Finish),
     bind(
         &[c('b')],
         "b",
@@ -485,9 +493,8 @@ mod tests {
         assert_eq!(action_for(&press(KeyCode::Char('Y'))), Some(Action::Origin));
         assert_eq!(action_for(&press(KeyCode::Char('F'))), Some(Action::Fork));
         assert_eq!(action_for(&press(KeyCode::Char('D'))), Some(Action::Divergence));
-        // Reserved for Move::Next / Move::Finish.
-        assert_eq!(action_for(&press(KeyCode::Char('o'))), None);
-        assert_eq!(action_for(&press(KeyCode::Char('u'))), None);
+        assert_eq!(action_for(&press(KeyCode::Char('o'))), Some(Action::StepOver));
+        assert_eq!(action_for(&press(KeyCode::Char('u'))), Some(Action::Finish));
         // Every binding without a help row of its own follows one that has one.
         let mut listed = false;
         for b in KEYMAP {

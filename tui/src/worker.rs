@@ -100,7 +100,7 @@ impl Job {
             Job::Move(Move::StepCluster(_)) => "cluster step back",
             Job::Move(Move::StepRange { .. }) => "step",
             Job::Move(Move::Finish { .. }) => "finish",
-            Job::Move(Move::Next { .. }) => "next",
+            Job::Move(Move::Next { .. } | Move::NextLine { .. }) => "next",
             Job::Move(Move::Until { .. }) => "until",
             Job::Move(Move::Goto(_) | Move::GotoEvent(_) | Move::Event { .. }) => "go to",
             Job::Move(Move::Follow { .. }) => "follow frame",
@@ -127,8 +127,13 @@ impl Job {
     pub fn has_progress(&self) -> bool {
         matches!(
             self,
-            Job::Move(Move::Continue { .. } | Move::Finish { .. } | Move::Next { .. } | Move::Until { .. })
-                | Job::Calls(_)
+            Job::Move(
+                Move::Continue { .. }
+                    | Move::Finish { .. }
+                    | Move::Next { .. }
+                    | Move::NextLine { .. }
+                    | Move::Until { .. }
+            ) | Job::Calls(_)
                 | Job::Origin { .. }
                 | Job::Fork { .. }
         )

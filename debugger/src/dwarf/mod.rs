@@ -226,6 +226,22 @@ impl Program {
         self.debug.as_ref()?.lines.line_at(addr)
     }
 
+    /// The addresses of the source line `addr` is on, as `next` steps over
+    /// it: from the line-table row covering `addr` to the next row of
+    /// another line (or file). `None` without line information.
+    pub fn line_range(&self, addr: u64) -> Option<(u64, u64)> {
+        let here = self.line_at(addr)?;
+        // Rows of one line follow each other; a line longer than this is
+        // stepped in parts, which `next` handles by stopping early.
+        const LOOKAHEAD: u64 = 0x1_0000;
+        let end = self
+            .rows_between(here.addr.saturating_add(1), here.addr.saturating_add(LOOKAHEAD))
+            .into_iter()
+            .find(|r| r.addr > addr && (r.line != here.line || r.file != here.file))
+            .map_or(here.addr.saturating_add(LOOKAHEAD), |r| r.addr);
+        Some((here.addr, end))
+    }
+
     /// Every line-table row, by address (for the mixed view).
     pub fn rows_between(&self, start: u64, end: u64) -> Vec<SourceLine> {
         match &self.debug {

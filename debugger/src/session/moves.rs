@@ -76,6 +76,13 @@ pub enum Move {
         /// Keep going while the next instruction is in `[start, end)`.
         range: Option<(u64, u64)>,
     },
+    /// Over the source line the VM stands on, running calls through to
+    /// their return (a `next` whose range the Session takes from the line
+    /// table; one instruction where there is none).
+    NextLine {
+        /// The VM.
+        vm: VmId,
+    },
     /// To an address, or until the current function returns, whichever comes
     /// first (`until LOCATION`, `advance`).
     Until {
@@ -162,6 +169,10 @@ impl Session {
             }
             Move::Next { vm, range } => {
                 let done = self.next(*vm, *range, progress)?;
+                Ok(self.returned(done))
+            }
+            Move::NextLine { vm } => {
+                let done = self.next_line(*vm, progress)?;
                 Ok(self.returned(done))
             }
             Move::Until { vm, addr } => {

@@ -204,4 +204,13 @@ impl Session {
             }
         }
     }
+
+    /// `next` over the source line `vm` stands on (the step-over key of the
+    /// TUI): the line's range from the image's line table, or one
+    /// instruction where there is no line information.
+    pub fn next_line(&mut self, vm: VmId, progress: &(dyn Fn(f64) + Sync)) -> Result<Returned, SessionError> {
+        let rip = self.machine(vm)?.regs().rip;
+        let range = self.program(vm).and_then(|p| p.line_range(rip));
+        self.next(vm, range, progress)
+    }
 }

@@ -127,6 +127,8 @@ impl App {
             }
             Action::Continue => self.submit(cont(Direction::Forward)),
             Action::ReverseContinue => self.submit(cont(Direction::Backward)),
+            Action::StepOver => self.submit(Job::Move(Move::NextLine { vm: focus })),
+            Action::Finish => self.submit(Job::Move(Move::Finish { vm: focus })),
             Action::Breakpoint => self.open_prompt(PromptKind::Breakpoint),
             Action::Watchpoint => self.open_prompt(PromptKind::Watchpoint),
             Action::Goto => self.open_prompt(PromptKind::Goto),
