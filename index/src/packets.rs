@@ -210,43 +210,27 @@ impl Index {
     /// `segment`. `None` for a segment that occupies no sequence space (a
     /// pure ACK) or was never sent again.
     pub fn tcp_retransmission(&self, segment: &PacketRow) -> Result<Option<PacketRow>> {
-        let d = segment.decoded();
-        let (Some(flow), Some(tcp), true) = (flow(&d), d.tcp, d.tcp_occupies_sequence()) else {
-            return Ok(None);
-        };
-        let sql = format!(
-            "SELECT {ROW_COLS} FROM packets WHERE proto = 'tcp' AND ip_src = ?1 AND src_port = ?2 \
-             AND ip_dst = ?3 AND dst_port = ?4 AND tcp_seq = ?5 AND id > ?6 \
-             AND (payload_len > 0 OR tcp_flags & {}) ORDER BY id LIMIT 1",
-            tcp_flags::SYN | tcp_flags::FIN
-        );
-        Ok(self
-            .query_packets(
-                &sql,
-                (
-                    flow.0,
-                    flow.1,
-                    flow.2,
-                    flow.3,
-                    i64::from(tcp.seq),
-                    segment.id as i64,
-                ),
-                "finding a retransmission",
-            )?
-            .pop())
+        self.same_start(segment, ">", "finding a retransmission")
     }
 
     /// The first frame of the same TCP flow that started at the same
     /// sequence number and carried data, SYN or FIN, if it is earlier than
     /// `segment`: what `segment` retransmits. `None` for a first copy.
     pub fn tcp_original(&self, segment: &PacketRow) -> Result<Option<PacketRow>> {
+        self.same_start(segment, "<", "finding a segment's first copy")
+    }
+
+    /// The first frame (by id) of `segment`'s flow and sequence number that
+    /// occupies sequence space, among those whose id is `side` (`<` or
+    /// `>`) the segment's.
+    fn same_start(&self, segment: &PacketRow, side: &str, doing: &'static str) -> Result<Option<PacketRow>> {
         let d = segment.decoded();
         let (Some(flow), Some(tcp), true) = (flow(&d), d.tcp, d.tcp_occupies_sequence()) else {
             return Ok(None);
         };
         let sql = format!(
             "SELECT {ROW_COLS} FROM packets WHERE proto = 'tcp' AND ip_src = ?1 AND src_port = ?2 \
-             AND ip_dst = ?3 AND dst_port = ?4 AND tcp_seq = ?5 AND id < ?6 \
+             AND ip_dst = ?3 AND dst_port = ?4 AND tcp_seq = ?5 AND id {side} ?6 \
              AND (payload_len > 0 OR tcp_flags & {}) ORDER BY id LIMIT 1",
             tcp_flags::SYN | tcp_flags::FIN
         );
@@ -261,7 +245,7 @@ impl Index {
                     i64::from(tcp.seq),
                     segment.id as i64,
                 ),
-                "finding a segment's first copy",
+                doing,
             )?
             .pop())
     }

@@ -159,15 +159,7 @@ pub fn run(args: &CallsArgs) -> Result<ExitCode, CliError> {
     let calls = session.calls(&query, &progress("calls")).map_err(report);
     progress_done();
     let calls = calls?;
-    let images = session.images();
-    let signature = session
-        .vm_ids()
-        .filter(|v| vms.is_empty() || vms.contains(v))
-        .find_map(|v| {
-            let p = images.program(session.trace(), v as usize);
-            let entry = p.symbols().by_name(function)?.addr;
-            p.signature(entry)
-        });
+    let signature = session.signature(function, &vms);
     let header = text::signature(function, signature.as_ref());
     outln!(
         "{header}: {} call{} (replayed {} of {} slices)",
@@ -180,7 +172,7 @@ pub fn run(args: &CallsArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!("{}", text::calls_header());
-    let names = vm_names(&session);
+    let names = session.vm_namer();
     for c in &calls.calls {
         outln!("{}", text::call_row(&names(c.vm), c));
         if tree {
@@ -201,15 +193,9 @@ pub fn run(args: &CallsArgs) -> Result<ExitCode, CliError> {
 
 /// Prints call-tree nodes from `min` levels deep, down to `max`.
 fn print_tree(session: &Session, nodes: &[CallTreeNode], min: u32, max: u32, indent: &str) {
-    for line in text::tree_lines(nodes, min, max, indent, &vm_names(session)) {
+    for line in text::tree_lines(nodes, min, max, indent, &session.vm_namer()) {
         outln!("{line}");
     }
-}
-
-/// VM names by id, for the text of the answers.
-pub(super) fn vm_names(session: &Session) -> impl Fn(VmId) -> String {
-    let names: Vec<String> = session.vm_ids().map(|v| session.vm_name(v).to_string()).collect();
-    move |vm: VmId| names.get(vm as usize).cloned().unwrap_or_else(|| "?".into())
 }
 
 /// `--tree` without a function: the call tree of a window of one VM.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::calls::{open_session, outln, progress, progress_done, report, vm_names};
+use super::calls::{open_session, outln, progress, progress_done, report};
 use super::CliError;
 use vmrr_debugger::analysis::{text, Origin};
 use vmrr_debugger::session::{Moment, Session};
@@ -62,7 +62,7 @@ pub fn run(args: &OriginArgs) -> Result<ExitCode, CliError> {
 
 /// Prints the chain, newest link first.
 fn print(session: &Session, o: &Origin, label: &str, all: bool) {
-    for line in text::origin_lines(o, label, all, &vm_names(session)) {
+    for line in text::origin_lines(o, label, all, &session.vm_namer()) {
         outln!("{line}");
     }
 }

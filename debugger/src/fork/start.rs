@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use vmrr_backend::Machine;
-use vmrr_index::{CheckpointRow, EventKind, EventRow};
+use vmrr_index::{EventKind, EventRow};
 
 use super::cut::read_checkpoint;
 use crate::cluster::Cluster;
@@ -57,7 +57,7 @@ pub(super) fn first_checkpoint(
         vm,
         icount,
         vtime_ns: machine.vtime_ns(),
-        state_hash: hash.clone(),
+        state_hash: hash,
         inputs_consumed: 0,
         state,
         changed: map.iter().map(|(i, h)| (*i, h.clone())).collect(),
@@ -65,27 +65,8 @@ pub(super) fn first_checkpoint(
         // Inside a window: not a barrier a fork of this fork could start from.
         cluster_ns: None,
     };
-    let (rel, file_hash) = file.write(&rec.out)?;
-    rec.index.add_checkpoint(&CheckpointRow {
-        vm: vm as u32,
-        icount,
-        vtime_ns: file.vtime_ns,
-        state_hash: hash,
-        manifest: rel.to_string_lossy().into_owned(),
-        file_hash: Some(file_hash),
-    })?;
-    rec.index.add_event(&EventRow::new(
-        vm as u32,
-        icount,
-        file.vtime_ns,
-        EventKind::Checkpoint,
-    ))?;
-    let slot = &mut rec.vms[vm];
-    slot.pages = map;
-    slot.last_checkpoint = Some(icount);
-    slot.due_from = icount;
-    rec.checkpoints += 1;
-    Ok(())
+    rec.vms[vm].pages = map;
+    rec.write_checkpoint(file)
 }
 
 /// For each VM, the icount the parent counted its next checkpoint from at

@@ -19,7 +19,7 @@ impl Session {
     fn with_pass<T>(
         &mut self,
         progress: &(dyn Fn(f64) + Sync),
-        f: impl FnOnce(&Session, &PassOptions<'_>) -> Result<T, analysis::AnalysisError>,
+        f: impl FnOnce(&mut Session, &PassOptions<'_>) -> Result<T, SessionError>,
     ) -> Result<T, SessionError> {
         self.cancel.store(false, Ordering::Relaxed);
         let cancel = self.cancel.clone();
@@ -29,7 +29,20 @@ impl Session {
             cancel: &cancel,
             progress: &report,
         };
-        Ok(f(self, &opts)?)
+        f(self, &opts)
+    }
+
+    /// The DWARF signature of `function` (its parameters' names and types)
+    /// in the first of `vms` (all if empty) whose image has it.
+    pub fn signature(&self, function: &str, vms: &[VmId]) -> Option<crate::dwarf::Signature> {
+        let images = self.images();
+        self.vm_ids()
+            .filter(|v| vms.is_empty() || vms.contains(v))
+            .find_map(|v| {
+                let p = images.program(&self.trace, ix(v));
+                let entry = p.symbols().by_name(function)?.addr;
+                p.signature(entry)
+            })
     }
 
     /// The images of the trace's VMs as analyses name code (read once).
@@ -49,7 +62,7 @@ impl Session {
     ) -> Result<Calls, SessionError> {
         let images = self.images();
         self.with_pass(progress, |s, opts| {
-            analysis::calls::calls(&s.trace, &images, query, opts)
+            Ok(analysis::calls::calls(&s.trace, &images, query, opts)?)
         })
     }
 
@@ -105,16 +118,10 @@ impl Session {
             target,
             max_links,
         };
-        self.cancel.store(false, Ordering::Relaxed);
-        let cancel = self.cancel.clone();
-        let report = |p: Progress| progress(p.done as f64 / p.total.max(1) as f64);
-        let opts = PassOptions {
-            jobs: self.jobs,
-            cancel: &cancel,
-            progress: &report,
-        };
-        let m = self.machine(vm)?;
-        Ok(analysis::origin::origin(&trace, &images, &query, Some(m), &opts)?)
+        self.with_pass(progress, |s, opts| {
+            let m = s.machine(vm)?;
+            Ok(analysis::origin::origin(&trace, &images, &query, Some(m), opts)?)
+        })
     }
 
     /// The call tree of `vm` between icounts `from` and `to` (at most
@@ -129,7 +136,7 @@ impl Session {
         self.check_vm(vm)?;
         let images = self.images();
         self.with_pass(progress, |s, opts| {
-            tree::call_tree(&s.trace, &images, ix(vm), from, to, opts)
+            Ok(tree::call_tree(&s.trace, &images, ix(vm), from, to, opts)?)
         })
     }
 
@@ -144,7 +151,7 @@ impl Session {
     ) -> Result<Coverage, SessionError> {
         let images = self.images();
         self.with_pass(progress, |s, opts| {
-            coverage::coverage(&s.trace, &images, vms, from, to, opts)
+            Ok(coverage::coverage(&s.trace, &images, vms, from, to, opts)?)
         })
     }
 

@@ -198,6 +198,13 @@ impl Session {
         0..self.vms.len() as VmId
     }
 
+    /// A function naming VMs (`?` for an unknown one) that does not borrow
+    /// the session: what the analyses' text formatters take.
+    pub fn vm_namer(&self) -> impl Fn(VmId) -> String + use<> {
+        let names: Vec<String> = self.vm_ids().map(|v| self.vm_name(v).to_string()).collect();
+        move |vm: VmId| names.get(ix(vm)).cloned().unwrap_or_else(|| "?".into())
+    }
+
     /// Name of VM `vm` (`?` for an id that does not exist).
     pub fn vm_name(&self, vm: VmId) -> &str {
         self.trace

@@ -282,19 +282,26 @@ impl Recorder {
             vm,
             icount,
             vtime_ns: machine.vtime_ns(),
-            state_hash: hash.clone(),
+            state_hash: hash,
             inputs_consumed: self.vms[vm].inputs,
             state,
             changed,
             zeroed,
             cluster_ns,
         };
+        self.write_checkpoint(file)
+    }
+
+    /// Writes a checkpoint's file and its index rows (the checkpoint and its
+    /// event), and counts the next checkpoint of its VM from there.
+    pub(crate) fn write_checkpoint(&mut self, file: CheckpointFile) -> Result<(), TraceError> {
+        let (vm, icount) = (file.vm, file.icount);
         let (rel, file_hash) = file.write(&self.out)?;
         self.index.add_checkpoint(&CheckpointRow {
             vm: vm as u32,
             icount,
             vtime_ns: file.vtime_ns,
-            state_hash: hash,
+            state_hash: file.state_hash.clone(),
             manifest: rel.to_string_lossy().into_owned(),
             file_hash: Some(file_hash),
         })?;

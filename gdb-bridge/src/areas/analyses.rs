@@ -5,16 +5,11 @@
 //! any view) computed them.
 
 use vmrr_debugger::analysis::{text, CallQuery};
-use vmrr_debugger::session::{Session, VmId};
+use vmrr_debugger::session::Session;
 
 /// Most calls `monitor calls` lists (gdb prints every console line; the
 /// rest are a `vmrr calls` away).
 const MAX_CALLS: usize = 200;
-
-fn names(s: &Session) -> impl Fn(VmId) -> String {
-    let names: Vec<String> = s.vm_ids().map(|v| s.vm_name(v).to_string()).collect();
-    move |vm: VmId| names.get(vm as usize).cloned().unwrap_or_else(|| "?".into())
-}
 
 /// `calls FUNC [VM...]`: every call of FUNC in the VMs named (all if none).
 pub(crate) fn calls(s: &mut Session, args: &[&str]) -> Result<String, String> {
@@ -33,15 +28,7 @@ pub(crate) fn calls(s: &mut Session, args: &[&str]) -> Result<String, String> {
         to: None,
     };
     let found = s.calls(&query, &|_| {}).map_err(|e| e.to_string())?;
-    let images = s.images();
-    let signature = s
-        .vm_ids()
-        .filter(|v| vms.is_empty() || vms.contains(v))
-        .find_map(|v| {
-            let p = images.program(s.trace(), v as usize);
-            let entry = p.symbols().by_name(function)?.addr;
-            p.signature(entry)
-        });
+    let signature = s.signature(function, &vms);
     let mut lines = vec![format!(
         "{}: {} call{} (replayed {} of {} slices)",
         text::signature(function, signature.as_ref()),
@@ -52,7 +39,7 @@ pub(crate) fn calls(s: &mut Session, args: &[&str]) -> Result<String, String> {
     )];
     if !found.calls.is_empty() {
         lines.push(text::calls_header());
-        let name = names(s);
+        let name = s.vm_namer();
         lines.extend(
             found
                 .calls
@@ -82,7 +69,7 @@ pub(crate) fn origin(s: &mut Session, expr: &str) -> Result<String, String> {
     let vm = s.focus();
     let (target, label) = s.origin_target(vm, expr).map_err(|e| e.to_string())?;
     let chain = s.origin(vm, target, &|_| {}).map_err(|e| e.to_string())?;
-    let mut lines = text::origin_lines(&chain, &label, false, &names(s));
+    let mut lines = text::origin_lines(&chain, &label, false, &s.vm_namer());
     lines.push("(monitor goto VM:ICOUNT goes to a link)".into());
     Ok(lines.join("\n"))
 }

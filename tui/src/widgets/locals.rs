@@ -10,7 +10,7 @@ use ratatui::widgets::{Paragraph, Widget, Wrap};
 use vmrr_debugger::describe::printable;
 use vmrr_debugger::dwarf::{FunctionScope, VariableKind};
 
-use super::{dim, fit, pane, vm_color};
+use super::{dim, fit, focus_title, pane};
 use crate::state::AppState;
 
 /// The locals pane.
@@ -44,15 +44,7 @@ impl Widget for LocalsView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let st = self.state;
         let snap = &st.snapshot;
-        let title = Line::from(vec![
-            Span::raw(" Locals "),
-            Span::styled(
-                st.vm_name(snap.focus).to_string(),
-                Style::new().fg(vm_color(snap.focus)),
-            ),
-            Span::styled(format!(" @ {} ", snap.icount), Style::new().fg(Color::Gray)),
-        ]);
-        let block = pane(title);
+        let block = pane(focus_title("Locals", st));
         let inner = block.inner(area);
         block.render(area, buf);
         if snap.stack.is_empty() {

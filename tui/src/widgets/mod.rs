@@ -17,7 +17,9 @@ pub mod timeline;
 pub mod too_small;
 
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::Line;
+use ratatui::text::{Line, Span};
+
+use crate::state::AppState;
 use ratatui::widgets::{Block, BorderType, Borders};
 
 /// The colour of VM `vm`'s lane and name.
@@ -40,6 +42,20 @@ pub fn pane<'a>(title: impl Into<Line<'a>>) -> Block<'a> {
         .border_type(BorderType::Rounded)
         .border_style(Style::new().fg(Color::DarkGray))
         .title(title.into().style(Style::new().add_modifier(Modifier::BOLD)))
+}
+
+/// A pane's title naming what it shows of the focus VM where it stands:
+/// ` Registers backup2 @ 38711 `.
+pub fn focus_title(label: &str, st: &AppState) -> Line<'static> {
+    let snap = &st.snapshot;
+    Line::from(vec![
+        Span::raw(format!(" {label} ")),
+        Span::styled(
+            st.vm_name(snap.focus).to_string(),
+            Style::new().fg(vm_color(snap.focus)),
+        ),
+        Span::styled(format!(" @ {} ", snap.icount), Style::new().fg(Color::Gray)),
+    ])
 }
 
 /// The selected row of a list: explicit colours, not reverse video, so it

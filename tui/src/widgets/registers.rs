@@ -3,10 +3,9 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
-use super::{dim, pane, vm_color};
+use super::{dim, focus_title, pane};
 use vmrr_backend::regs::Gpr;
 
 use crate::state::AppState;
@@ -49,15 +48,7 @@ impl Widget for RegistersView<'_> {
     fn render(self, area: Rect, buf: &mut Buffer) {
         let st = self.state;
         let snap = &st.snapshot;
-        let title = Line::from(vec![
-            Span::raw(" Registers "),
-            Span::styled(
-                st.vm_name(snap.focus).to_string(),
-                Style::new().fg(vm_color(snap.focus)),
-            ),
-            Span::styled(format!(" @ {} ", snap.icount), Style::new().fg(Color::Gray)),
-        ]);
-        let block = pane(title);
+        let block = pane(focus_title("Registers", st));
         let inner = block.inner(area);
         block.render(area, buf);
         let Some(regs) = snap.regs else {
