@@ -29,11 +29,12 @@ trace=$work/kv-trace
 
 tm() { tmux -L vmrr-shots "$@"; }
 
-# start NAME COLS ROWS: a fresh terminal running the TUI.
+# start NAME COLS ROWS [ARGS]: a fresh terminal running the TUI (on the
+# demo trace, or with ARGS).
 start() {
     tm kill-server 2>/dev/null || true
     sleep 0.5
-    tm -f /dev/null new-session -d -s shot -x "$2" -y "$3" "$vmrr tui $trace"
+    tm -f /dev/null new-session -d -s shot -x "$2" -y "$3" "$vmrr tui ${4:-$trace}"
     tm set -s escape-time 0
     sleep 1.5
 }
@@ -133,3 +134,11 @@ shot 11-calls-kv-apply 120 40
 #     link back through frame #49 to the primary's write log.
 keys 3 g; text end; keys Enter M; text store; keys Enter Y; text "[3]"; keys Enter
 shot 12-origin-store-3 120 40
+
+# 13. What if: the demo forked at the late resend with frame #49 dropped,
+#     opened beside its parent: ≠ where each VM's run first differs, ⋔ the
+#     fork point; D goes to backup2's divergence and shows both sides.
+"$vmrr" fork "$trace" --at 122.165321ms "drop frame 49" -o "$work/kv-drop" >/dev/null 2>&1
+start beside 120 40 "$work/kv-drop --beside"
+keys 3 D
+shot 13-fork-beside 120 40
