@@ -438,6 +438,50 @@ fn tampering_is_named_as_damage_not_divergence() {
     let end = s.end_icount(0);
     let err = s.goto(0, end).expect_err("the edited checkpoint is refused");
     assert!(err.to_string().contains("changed after it was recorded"), "{err}");
+    drop(s);
+    // The same edit by someone who also rewrote the file's hash in the index
+    // and sealed the checksums again: restoring the checkpoint rebuilds a
+    // state whose hash is not the one recorded, which is damage too.
+    let hash = vmrr_debugger::trace::file_hash(&path).expect("hash");
+    sql(
+        &dir,
+        &format!("UPDATE checkpoints SET file_hash = '{hash}' WHERE manifest = '{rel}'"),
+    );
+    vmrr_index::Index::open(dir.join("index.sqlite"))
+        .and_then(|mut i| i.seal_checksums())
+        .expect("reseal");
+    let mut s = vmrr_debugger::session::Session::open(&dir).expect("opens");
+    let err = s.goto(0, end).expect_err("the restored state is refused");
+    assert!(
+        err.to_string().contains("the state restored from checkpoint")
+            && err
+                .to_string()
+                .contains("the checkpoint or its index row was changed"),
+        "{err}"
+    );
+    drop(s);
+    let e = replay_error(&dir, EXIT_DAMAGED);
+    assert!(e.contains(&rel), "{e}");
+    // A page far beyond the VM's memory, the file's hash rewritten and the
+    // checksums sealed again: the file that holds it is named.
+    let mut value: serde_json::Value = serde_json::from_slice(&json).expect("json");
+    let first = value["changed"][0].clone();
+    value["changed"][0] = serde_json::json!([1u64 << 40, first[1].clone()]);
+    let packed = zstd::encode_all(&serde_json::to_vec(&value).expect("json")[..], 3).expect("zstd");
+    std::fs::write(&path, packed).expect("write");
+    let hash = vmrr_debugger::trace::file_hash(&path).expect("hash");
+    sql(
+        &dir,
+        &format!("UPDATE checkpoints SET file_hash = '{hash}' WHERE manifest = '{rel}'"),
+    );
+    vmrr_index::Index::open(dir.join("index.sqlite"))
+        .and_then(|mut i| i.seal_checksums())
+        .expect("reseal");
+    let e = replay_error(&dir, EXIT_DAMAGED);
+    assert!(
+        e.contains(&rel) && e.contains("writes page 1099511627776, outside the VM's"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     // Rows replay depends on: deleted or edited, caught when the trace opens.

@@ -152,6 +152,7 @@ impl DenseCache {
                     None => Machine::from_parts(trace.vm_config(vm), &file.state, &ram)
                         .map_err(|e| vm_err(trace, vm, e))?,
                 };
+                trace.check_restored(vm, k, &machine)?;
                 self.slice = Some(k);
                 self.base_ram = ram;
                 self.snaps.clear();

@@ -8,7 +8,7 @@ use vmrr_backend::{Machine, VmConfig, VmError};
 use vmrr_index::{CheckpointRow, EventFilter, EventKind, EventRow, ExecSliceRow, Index};
 
 use super::checkpoint::{CheckpointFile, PageMap};
-use super::pages::PageStore;
+use super::pages::{PageStore, PAGE_BYTES};
 use super::{damaged, TraceError, CLUSTER_FILE, INDEX_FILE, PAGES_DIR};
 use crate::cluster::ClusterConfig;
 
@@ -41,6 +41,9 @@ pub struct Trace {
     /// Per VM, its execution index by slice (slice k's row, or `None` where
     /// the trace has none), read on first use.
     exec: Vec<OnceLock<Arc<[Option<ExecSliceRow>]>>>,
+    /// Whether checkpoints hold page-wise state hashes (meta `state_hash`),
+    /// which a restore can check without reading RAM again.
+    paged_hash: bool,
 }
 
 impl Trace {
@@ -98,6 +101,7 @@ impl Trace {
             inputs.push(list);
         }
         let complete = index.meta("status")?.as_deref() == Some("complete");
+        let paged_hash = index.meta(super::STATE_HASH_META)?.as_deref() == Some(super::STATE_HASH_PAGED);
         let config_len = config.vms.len();
         Ok(Trace {
             dir: dir.to_path_buf(),
@@ -109,6 +113,7 @@ impl Trace {
             exec: (0..config_len).map(|_| OnceLock::new()).collect(),
             inputs,
             complete,
+            paged_hash,
         })
     }
 
@@ -224,6 +229,15 @@ impl Trace {
                     "checkpoint file does not match its index entry",
                 ));
             }
+            // Named here, with the file, rather than when memory is built.
+            let mem_bytes = self.config.vms[vm].config.mem_bytes;
+            let pages = mem_bytes / PAGE_BYTES as u64;
+            if let Some((index, _)) = file.changed.iter().find(|(i, _)| *i >= pages) {
+                return Err(damaged(
+                    &self.dir.join(&row.manifest),
+                    format!("it writes page {index}, outside the VM's {mem_bytes} bytes of memory"),
+                ));
+            }
             Ok(file)
         };
         let mut maps = self.page_maps[vm].lock().unwrap_or_else(|p| p.into_inner());
@@ -257,6 +271,41 @@ impl Trace {
         let (file, ram) = self.checkpoint_state(vm, k)?;
         let machine =
             Machine::from_parts(self.vm_config(vm), &file.state, &ram).map_err(|e| self.vm_error(vm, e))?;
+        self.check_restored(vm, k, &machine)?;
         Ok((machine, file.inputs_consumed as usize))
+    }
+
+    /// Checks a VM just restored from checkpoint `k` against the state hash
+    /// the index holds for it: a checkpoint edited but still valid (its file
+    /// hash sealed again, a register changed) is damage, named before any
+    /// view shows that state. Needs page-wise hashes (every trace recorded
+    /// since they exist): the pages' own hashes stand for RAM, so the check
+    /// costs the engine state's serialisation, not a pass over RAM. Older
+    /// traces are checked by `replay --verify` only.
+    pub(crate) fn check_restored(&self, vm: usize, k: usize, machine: &Machine) -> Result<(), TraceError> {
+        if !self.paged_hash {
+            return Ok(());
+        }
+        let Some(row) = self.checkpoints[vm].get(k) else {
+            return Ok(());
+        };
+        let engine = machine.engine_state().map_err(|e| self.vm_error(vm, e))?;
+        let map = self.page_map(vm, k)?;
+        let pages = map.0.iter().map(|(i, h)| (*i, h.as_str()));
+        let hash = vmrr_backend::state::hex(&vmrr_backend::state::paged_state_hash(&engine, pages));
+        if hash != row.state_hash {
+            return Err(damaged(
+                &self.dir.join(&row.manifest),
+                format!(
+                    "the state restored from checkpoint {k} of VM '{}' (icount {}) has hash {}…, \
+                     the index recorded {}…: the checkpoint or its index row was changed",
+                    self.config.vms[vm].name,
+                    row.icount,
+                    hash.get(..12).unwrap_or(&hash),
+                    row.state_hash.get(..12).unwrap_or(&row.state_hash)
+                ),
+            ));
+        }
+        Ok(())
     }
 }

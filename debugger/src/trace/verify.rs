@@ -70,6 +70,11 @@ impl Trace {
             return Err(TraceError::Invalid(format!("VM {vm} has no slice {k}")));
         };
         let (mut machine, mut next) = self.machine_at_checkpoint(vm, k)?;
+        if k + 2 == cps.len() {
+            // Every other checkpoint is restored (and checked) as the start
+            // of the next slice; the last one only here.
+            self.machine_at_checkpoint(vm, k + 1)?;
+        }
         let end_file = CheckpointFile::read(self.dir(), Path::new(&to.manifest), to.file_hash.as_deref())?;
         let limit = end_file.inputs_consumed as usize;
         let outcome = self
