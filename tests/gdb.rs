@@ -1240,6 +1240,9 @@ fn monitor_calls_and_origin_answer_from_the_recording() {
     let server = Server::start_on(&copy, &[]);
     let out = server.gdb(&[
         "monitor calls kv_apply backup2",
+        "echo <window>\\n",
+        "monitor calls kv_apply backup2 122ms..123ms",
+        "echo </window>\\n",
         "monitor goto backup2:67008",
         "monitor origin store[3]",
         "monitor calls",
@@ -1268,6 +1271,14 @@ fn monitor_calls_and_origin_answer_from_the_recording() {
     );
     assert!(out.contains("frame #49 from primary"), "{out}");
     assert!(out.contains("error: usage: calls FUNCTION"), "{out}");
+    // A window: backup2's applications around the heal, #9 then the late #5.
+    let window = between(&out, "<window>", "</window>");
+    let rows: Vec<&str> = window.lines().filter(|l| l.starts_with("backup2 ")).collect();
+    assert_eq!(rows.len(), 5, "{window}");
+    assert!(
+        rows[0].contains("seq = 9") && rows[1].contains("seq = 5"),
+        "{window}"
+    );
     assert!(out.contains("error: usage: origin EXPR"), "{out}");
     assert_eq!(out.matches("error: ").count(), 4, "{out}");
 }

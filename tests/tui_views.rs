@@ -427,6 +427,18 @@ fn calls_of_kv_apply_and_enter_goes_to_one() {
         app.state.prompt.as_ref().map(|p| p.input.as_str()),
         Some("kv_apply")
     );
+    // A VM and a window: backup2 around the heal, #9 then the late #5..#8.
+    typed(&mut app, " backup2 122ms..123ms");
+    press(&mut app, KeyCode::Enter);
+    let msg = message(&app);
+    assert!(
+        msg.starts_with("kv_apply: 5 calls in backup2 122ms..123ms"),
+        "{msg}"
+    );
+    let calls = app.state.calls.clone().expect("calls");
+    assert!(calls.rows.iter().all(|r| r.vm == 2), "{:?}", calls.rows);
+    assert_eq!(calls.rows[0].args, "seq = 9, key = 3, val = 32");
+    assert_eq!(calls.rows[1].args, "seq = 5, key = 3, val = 31");
 }
 
 /// Issue 13: at backup2's end, `M` `store` then `Y` offers the memory

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use vmrr_debugger::analysis::{text, CallQuery};
+use vmrr_debugger::analysis::text;
 use vmrr_debugger::cluster::ClusterStop;
 use vmrr_debugger::fork::{fork, Change, ForkOptions};
 use vmrr_debugger::session::{Moment, Session, SessionError, VmId};
@@ -27,34 +27,17 @@ pub enum Answer {
     Compare(Comparison),
 }
 
-/// The names of the VMs, for the analyses' text.
-fn names(s: &Session) -> impl Fn(VmId) -> String {
-    let names: Vec<String> = s
-        .vm_ids()
-        .map(|v| vmrr_debugger::describe::printable(s.vm_name(v)))
-        .collect();
-    move |vm: VmId| names.get(vm as usize).cloned().unwrap_or_else(|| "?".into())
-}
-
-/// Every call of `function` in every VM; the message counts them.
+/// Every call the question names (`FUNC [VM...] [FROM..TO]`, the Session's
+/// grammar); the message counts them.
 pub fn calls(
     s: &mut Session,
-    function: &str,
+    question: &str,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<(String, Answer), SessionError> {
-    let query = CallQuery {
-        function: function.to_string(),
-        vms: Vec::new(),
-        from: None,
-        to: None,
-    };
+    let query = s.calls_query(question)?;
+    let function = query.function.as_str();
     let found = s.calls(&query, progress)?;
-    let images = s.images();
-    let sig = s.vm_ids().find_map(|v| {
-        let p = images.program(s.trace(), v as usize);
-        let entry = p.symbols().by_name(function)?.addr;
-        p.signature(entry)
-    });
+    let sig = s.signature(function, &query.vms);
     let rows: Vec<CallLine> = found
         .calls
         .iter()
@@ -72,8 +55,13 @@ pub fn calls(
         .collect();
     let n = rows.len();
     let message = format!(
-        "{function}: {n} call{} in every VM (replayed {} of {} slices){}",
+        "{function}: {n} call{} in {} (replayed {} of {} slices){}",
         if n == 1 { "" } else { "s" },
+        if query.vms.is_empty() && query.from.is_none() && query.to.is_none() {
+            "every VM".to_string()
+        } else {
+            question.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+        },
         found.replayed,
         found.slices,
         if n > 0 {
@@ -100,7 +88,7 @@ pub fn origin(
 ) -> Result<(String, Answer), SessionError> {
     let (target, label) = s.origin_target(vm, what)?;
     let o = s.origin(vm, target, progress)?;
-    let name = names(s);
+    let name = s.vm_namer();
     let shown: Vec<OriginLine> = o
         .links
         .iter()

@@ -315,7 +315,7 @@ pub const KEYMAP: &[Binding] = &[
         &[c('a')],
         "a",
         Action::Calls,
-        "every call of a function in every VM: arguments, return (Enter: its entry)",
+        "every call of a function (then VMs, a window A..B): arguments, return (Enter: its entry)",
         "calls of a function",
     ),
     bind(

@@ -32,6 +32,41 @@ impl Session {
         f(self, &opts)
     }
 
+    /// A question about calls as a person types it in the TUI or gdb:
+    /// `FUNC [VM...] [FROM..TO]`, e.g. `kv_apply backup2 122ms..123ms` (VMs by
+    /// name or number; the window's ends are moments, either may be left
+    /// out: `..123ms`).
+    pub fn calls_query(&mut self, text: &str) -> Result<CallQuery, SessionError> {
+        const USAGE: &str = "write FUNCTION [VM...] [FROM..TO], e.g. kv_apply backup2 122ms..123ms";
+        let mut words = text.split_whitespace();
+        let function = words
+            .next()
+            .ok_or_else(|| SessionError::BadQuestion(USAGE.into()))?
+            .to_string();
+        let mut query = CallQuery {
+            function,
+            vms: Vec::new(),
+            from: None,
+            to: None,
+        };
+        for word in words {
+            match word.split_once("..") {
+                Some((from, to)) => {
+                    let mut end = |t: &str| -> Result<Option<Pos>, SessionError> {
+                        if t.is_empty() {
+                            return Ok(None);
+                        }
+                        Ok(Some(self.moment_pos(&Moment::parse(t)?)?))
+                    };
+                    query.from = end(from)?;
+                    query.to = end(to)?;
+                }
+                None => query.vms.push(self.vm_by_name(word)?),
+            }
+        }
+        Ok(query)
+    }
+
     /// The DWARF signature of `function` (its parameters' names and types)
     /// in the first of `vms` (all if empty) whose image has it.
     pub fn signature(&self, function: &str, vms: &[VmId]) -> Option<crate::dwarf::Signature> {

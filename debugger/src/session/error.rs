@@ -70,4 +70,7 @@ pub enum SessionError {
     /// An analysis (calls, origin, coverage) failed.
     #[error(transparent)]
     Analysis(#[from] crate::analysis::AnalysisError),
+    /// A question to an analysis that does not parse.
+    #[error("{0}")]
+    BadQuestion(String),
 }

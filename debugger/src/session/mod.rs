@@ -201,7 +201,11 @@ impl Session {
     /// A function naming VMs (`?` for an unknown one) that does not borrow
     /// the session: what the analyses' text formatters take.
     pub fn vm_namer(&self) -> impl Fn(VmId) -> String + use<> {
-        let names: Vec<String> = self.vm_ids().map(|v| self.vm_name(v).to_string()).collect();
+        // Printable: a name from an edited index must not reach a terminal raw.
+        let names: Vec<String> = self
+            .vm_ids()
+            .map(|v| crate::describe::printable(self.vm_name(v)))
+            .collect();
         move |vm: VmId| names.get(ix(vm)).cloned().unwrap_or_else(|| "?".into())
     }
 

@@ -4,31 +4,23 @@
 //! Both read the rows cached in the trace when an earlier question (from
 //! any view) computed them.
 
-use vmrr_debugger::analysis::{text, CallQuery};
+use vmrr_debugger::analysis::text;
 use vmrr_debugger::session::Session;
 
 /// Most calls `monitor calls` lists (gdb prints every console line; the
 /// rest are a `vmrr calls` away).
 const MAX_CALLS: usize = 200;
 
-/// `calls FUNC [VM...]`: every call of FUNC in the VMs named (all if none).
-pub(crate) fn calls(s: &mut Session, args: &[&str]) -> Result<String, String> {
-    let [function, vms @ ..] = args else {
-        return Err("usage: calls FUNCTION [VM...]".into());
-    };
-    let vms = vms
-        .iter()
-        .map(|v| s.vm_by_name(v))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    let query = CallQuery {
-        function: function.to_string(),
-        vms: vms.clone(),
-        from: None,
-        to: None,
-    };
+/// `calls FUNC [VM...] [FROM..TO]`: every call of FUNC in the VMs named
+/// (all if none), within the window if one is given.
+pub(crate) fn calls(s: &mut Session, text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("usage: calls FUNCTION [VM...] [FROM..TO]".into());
+    }
+    let query = s.calls_query(text).map_err(|e| e.to_string())?;
+    let (function, vms) = (query.function.as_str(), query.vms.as_slice());
     let found = s.calls(&query, &|_| {}).map_err(|e| e.to_string())?;
-    let signature = s.signature(function, &vms);
+    let signature = s.signature(function, vms);
     let mut lines = vec![format!(
         "{}: {} call{} (replayed {} of {} slices)",
         text::signature(function, signature.as_ref()),

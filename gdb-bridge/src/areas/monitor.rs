@@ -40,8 +40,9 @@ vmrr monitor commands (each VM is a gdb inferior: inferior N is VM N)
   bookmark list                list bookmarks
   bookmark goto NAME           go to a bookmark
   bookmark delete NAME         delete a bookmark
-  calls FUNC [VM...]           every call of FUNC in the recording (all VMs unless
-                               named): entry, arguments, return and value
+  calls FUNC [VM...] [A..B]    every call of FUNC in the recording (all VMs unless
+                               named; A..B a window of moments, e.g. 122ms..123ms):
+                               entry, arguments, return and value
   origin EXPR                  where the value of EXPR (store[3], edx, 0x10622c:4)
                                in the focus VM at the cursor came from, across
                                VMs through the frames that carried it
@@ -161,7 +162,7 @@ impl Target {
                     .map_err(err)
                     .map(|_| format!("deleted bookmark '{name}'"))
             }
-            ["calls", args @ ..] => super::analyses::calls(&mut s, args),
+            ["calls", ..] => super::analyses::calls(&mut s, rest(line, 1)),
             ["origin", ..] => super::analyses::origin(&mut s, rest(line, 1)),
             ["fork", ..] => super::fork::fork_here(&s, rest(line, 1)),
             ["bookmark", ..] => Err("usage: bookmark add NAME | list | goto NAME | delete NAME".into()),

@@ -252,7 +252,7 @@ impl PromptKind {
             PromptKind::RenameBookmark(old) => format!("rename '{old}' to: "),
             PromptKind::Memory => "memory at (register, symbol or 0xaddr): ".into(),
             PromptKind::Search => "/".into(),
-            PromptKind::Calls => "calls of function: ".into(),
+            PromptKind::Calls => "calls of (FUNC [VM...] [A..B]): ".into(),
             PromptKind::Origin => "origin of (register, variable, 0xaddr[:len]): ".into(),
             PromptKind::ForkChange => "fork here, change (none: as recorded): ".into(),
             PromptKind::ForkOutput { .. } => "fork into folder: ".into(),
