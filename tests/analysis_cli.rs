@@ -222,6 +222,14 @@ fn bad_requests_get_one_clear_line() {
             "the origin of 1 to 64 bytes",
         ),
         (
+            vec!["origin", s(t), "backup2:0xfffffffffffffffc:8", "--at", "end"],
+            "8 bytes at 0xfffffffffffffffc run past the end of the address space",
+        ),
+        (
+            vec!["calls", s(t), "kv_apply", "--from", "99999999999999999999ms"],
+            "is not a time vmrr can hold",
+        ),
+        (
             vec!["calls", "/nonexistent/trace", "kv_apply"],
             "is not a trace directory",
         ),

@@ -1249,6 +1249,7 @@ fn monitor_calls_and_origin_answer_from_the_recording() {
         "monitor calls no_such_function",
         "monitor origin",
         "monitor origin nosuchvar",
+        "monitor calls kv_apply 123ms..122ms",
     ]);
     assert!(
         out.contains("void kv_apply(uint32_t seq, uint8_t key, uint32_t val): "),
@@ -1280,5 +1281,9 @@ fn monitor_calls_and_origin_answer_from_the_recording() {
         "{window}"
     );
     assert!(out.contains("error: usage: origin EXPR"), "{out}");
-    assert_eq!(out.matches("error: ").count(), 4, "{out}");
+    assert!(
+        out.contains("error: the window 123ms..122ms ends before it starts"),
+        "{out}"
+    );
+    assert_eq!(out.matches("error: ").count(), 5, "{out}");
 }

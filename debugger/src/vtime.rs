@@ -11,6 +11,22 @@ const UNITS: [(&str, u64); 5] = [
     ("s", 1_000_000_000),
 ];
 
+/// Whether `text` is written as a time (digits, at most one point, a
+/// unit) whether or not [`parse`] can hold it: a time too large is then
+/// named as such, not taken for a bookmark's name.
+pub fn looks_like_time(text: &str) -> bool {
+    let t = text.trim();
+    UNITS.iter().any(|(unit, _)| {
+        t.strip_suffix(unit).is_some_and(|n| {
+            let n = n.trim();
+            !n.is_empty()
+                && n.chars().filter(|c| *c == '.').count() <= 1
+                && n.chars().all(|c| c.is_ascii_digit() || c == '.')
+                && n.chars().any(|c| c.is_ascii_digit())
+        })
+    })
+}
+
 /// Parses a virtual time with a unit (`ns`, `us`, `µs`, `ms`, `s`), exactly
 /// (decimal digits, no floating point) and without wrapping: a time beyond
 /// about 584 years of virtual time, a negative one or a fraction of a

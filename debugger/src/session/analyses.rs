@@ -60,6 +60,13 @@ impl Session {
                     };
                     query.from = end(from)?;
                     query.to = end(to)?;
+                    if let (Some(f), Some(t)) = (query.from, query.to) {
+                        if t < f {
+                            return Err(SessionError::BadQuestion(format!(
+                                "the window {word} ends before it starts: write the earlier moment first"
+                            )));
+                        }
+                    }
                 }
                 None => query.vms.push(self.vm_by_name(word)?),
             }

@@ -54,6 +54,10 @@ pub enum MomentError {
     /// A number too large for an icount or an event id.
     #[error("'{0}' is too large a number")]
     TooLarge(String),
+    /// A time that cannot be held: beyond about 584 years of virtual time,
+    /// or finer than a nanosecond.
+    #[error("'{0}' is not a time vmrr can hold: write whole nanoseconds, below about 584 years")]
+    BadTime(String),
 }
 
 /// The short help shown by every view that asks for a moment.
@@ -108,6 +112,10 @@ impl Moment {
         }
         if let Some(ns) = vtime::parse(t) {
             return Ok(Moment::Time(ns));
+        }
+        if vtime::looks_like_time(t) {
+            // Beyond u64 nanoseconds, or finer than one.
+            return Err(MomentError::BadTime(t.to_string()));
         }
         if let Some(n) = number(t) {
             return n.map(|icount| Moment::Icount { vm: None, icount });
@@ -261,6 +269,13 @@ mod tests {
             Moment::parse("99999999999999999999999"),
             Err(MomentError::TooLarge(_))
         ));
+        // A time too large, or finer than a nanosecond, is not a bookmark.
+        for text in ["99999999999999999999ms", "1.0000000001s"] {
+            assert!(
+                matches!(Moment::parse(text), Err(MomentError::BadTime(_))),
+                "{text}"
+            );
+        }
     }
 
     #[test]

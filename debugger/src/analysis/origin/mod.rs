@@ -288,16 +288,24 @@ fn trace_origin(
                     "the origin of 1 to 64 bytes can be traced, not {len}"
                 )));
             }
+            // The last byte must exist: addresses are never wrapped.
+            let Some(last) = addr.checked_add(*len - 1) else {
+                return Err(AnalysisError::BadRequest(format!(
+                    "{len} bytes at {addr:#x} run past the end of the address space"
+                )));
+            };
             let pa = m.translate(*addr).ok_or(AnalysisError::NotMapped {
                 vm: name.clone(),
                 addr: *addr,
                 icount: query.icount,
             })?;
             let mut bytes = vec![0u8; *len as usize];
-            if m.read_virt(*addr, &mut bytes) != bytes.len() {
+            let read = m.read_virt(*addr, &mut bytes);
+            if read != bytes.len() {
+                // The first byte that could not be read (at most `last`).
                 return Err(AnalysisError::NotMapped {
                     vm: name.clone(),
-                    addr: addr + *len - 1,
+                    addr: addr.saturating_add(read as u64).min(last),
                     icount: query.icount,
                 });
             }
