@@ -230,6 +230,10 @@ fn bad_requests_get_one_clear_line() {
             "is not a time vmrr can hold",
         ),
         (
+            vec!["calls", s(t), "kv_apply", "--from", "5ms", "--to", "1ms"],
+            "the window ends (--to 1ms) before it starts (--from 5ms)",
+        ),
+        (
             vec!["calls", "/nonexistent/trace", "kv_apply"],
             "is not a trace directory",
         ),

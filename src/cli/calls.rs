@@ -131,8 +131,17 @@ pub(super) fn window(
         }
         session.moment_pos(&m).map(Some).map_err(report)
     };
+    let (from_text, to_text) = (from.unwrap_or_default(), to.unwrap_or_default());
     let from = bound(from, Moment::Start)?;
     let to = bound(to, Moment::End)?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if t < f {
+            return Err(format!(
+                "the window ends (--to {to_text}) before it starts (--from {from_text}): write the earlier moment in --from"
+            )
+            .into());
+        }
+    }
     Ok((from, to))
 }
 
