@@ -1156,7 +1156,7 @@ fn server_side_errors_reach_gdb_with_their_reason() {
     // read the registers, and says why.
     let dir = common::TempDir::new("gdb-damaged");
     let copy = dir.path().join("trace");
-    gdb_support::copy_dir(trace(), &copy);
+    common::copy_dir(trace(), &copy);
     for entry in walk(&copy.join("pages")) {
         std::fs::remove_file(entry).expect("remove a page");
     }
@@ -1236,7 +1236,7 @@ fn monitor_calls_and_origin_answer_from_the_recording() {
     // A copy: the answers are cached in the trace.
     let dir = common::TempDir::new("gdb-analyses");
     let copy = dir.path().join("trace");
-    gdb_support::copy_dir(trace(), &copy);
+    common::copy_dir(trace(), &copy);
     let server = Server::start_on(&copy, &[]);
     let out = server.gdb(&[
         "monitor calls kv_apply backup2",

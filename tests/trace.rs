@@ -4,11 +4,13 @@
 //! sends to receipts; damaged traces give clear errors; a killed recording
 //! still replays to its last checkpoint. Needs /dev/kvm.
 
+mod common;
 mod demo;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::copy_dir;
 use vmrr_backend::rng::SeededRng;
 use vmrr_debugger::trace::Trace;
 
@@ -37,18 +39,6 @@ fn scratch(name: &str) -> PathBuf {
 /// The kvstore-bug cluster, recorded once per test run.
 fn recorded() -> &'static Path {
     demo::kvstore_bug_trace()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 fn copy_of(name: &str) -> PathBuf {
