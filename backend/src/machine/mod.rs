@@ -228,6 +228,18 @@ impl Machine {
         self.breakpoints_passed = Some(self.icount);
     }
 
+    /// Forgets everything a debugger set on this machine (breakpoints, the
+    /// execution and DMA logs, pending events), as a freshly built one
+    /// has none: a machine kept for reuse is restored into, then run by
+    /// someone who did not set them.
+    pub fn reset_aids(&mut self) {
+        self.breakpoints.clear();
+        self.breakpoint_hit = None;
+        self.breakpoints_passed = None;
+        self.events.clear();
+        self.log = Default::default();
+    }
+
     /// The breakpoint the last `run` stopped before, if that is why it stopped.
     pub fn breakpoint_hit(&self) -> Option<u64> {
         self.breakpoint_hit

@@ -319,6 +319,7 @@ fn replay(trace: &Trace, work: Work, cancel: &AtomicBool) -> Result<JobResult, A
     }
     let here = Here { vm, machine: &m };
     let outputs = observers.into_iter().map(|o| o.finish(&here)).collect();
+    trace.recycle(vm, m);
     Ok(JobResult { job, outputs })
 }
 

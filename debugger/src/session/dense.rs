@@ -104,7 +104,7 @@ impl DenseCache {
             return Err(TraceError::Invalid(format!("VM {vm} has no checkpoint {k}")));
         };
         let mut cache = DenseCache::default();
-        let (machine, next) = cache.restore(trace, vm, at, None)?;
+        let (machine, next) = cache.restore(trace, vm, at, trace.spare(vm))?;
         Ok((cache, machine, next))
     }
 

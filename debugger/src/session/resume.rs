@@ -141,7 +141,10 @@ impl Session {
                     // The search's machine (and its snapshots) replace the
                     // live ones: the move there replays little or nothing.
                     let slot = &mut self.vms[ix(hit.pos.vm)];
-                    slot.live = Some(Live { machine, next_input });
+                    if let Some(old) = slot.live.replace(Live { machine, next_input }) {
+                        // Kept for the next search's restore.
+                        self.trace.recycle(ix(hit.pos.vm), old.machine);
+                    }
                     slot.dense = dense;
                 }
                 self.goto(hit.pos.vm, hit.pos.icount)?;

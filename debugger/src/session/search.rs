@@ -202,6 +202,7 @@ impl Search<'_> {
             {
                 return Ok(Some((hit, m, next)));
             }
+            trace.recycle(vm, m);
             progress((k + 1 - first) as f64 / (slices - first).max(1) as f64);
         }
         Ok(None)
@@ -281,7 +282,11 @@ pub(super) fn backward_all(
         for (_, r) in results {
             if let Some((hit, found)) = r? {
                 if best.as_ref().is_none_or(|(b, _)| hit.pos > b.pos) {
-                    best = Some((hit, found));
+                    if let Some((old, lost)) = best.replace((hit, found)) {
+                        searches[0].0.trace.recycle(old.pos.vm as usize, lost.machine);
+                    }
+                } else {
+                    searches[0].0.trace.recycle(hit.pos.vm as usize, found.machine);
                 }
             }
         }
@@ -366,7 +371,8 @@ fn scan_slice(
             }
         }
     }
-    if cancel.load(Ordering::Relaxed) {
+    if cancel.load(Ordering::Relaxed) || last.is_none() {
+        trace.recycle(vm, m);
         return Ok(None);
     }
     Ok(last.map(|hit| {

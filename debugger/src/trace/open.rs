@@ -23,6 +23,10 @@ pub struct Input {
     pub frame: Vec<u8>,
 }
 
+/// Most machines a trace keeps for reuse (one per core of this host and
+/// one more: what a parallel search has in flight).
+pub const MAX_SPARES: usize = 3;
+
 /// An open trace.
 pub struct Trace {
     dir: PathBuf,
@@ -41,6 +45,10 @@ pub struct Trace {
     /// Per VM, its execution index by slice (slice k's row, or `None` where
     /// the trace has none), read on first use.
     exec: Vec<OnceLock<Arc<[Option<ExecSliceRow>]>>>,
+    /// Machines kept for reuse (by VM): restoring a checkpoint into one costs
+    /// a few milliseconds where building a VM costs tens (see
+    /// [`Trace::recycle`]).
+    spares: Mutex<Vec<(usize, Machine)>>,
     /// Whether checkpoints hold page-wise state hashes (meta `state_hash`),
     /// which a restore can check without reading RAM again.
     paged_hash: bool,
@@ -114,6 +122,7 @@ impl Trace {
             inputs,
             complete,
             paged_hash,
+            spares: Mutex::new(Vec::new()),
         })
     }
 
@@ -269,10 +278,43 @@ impl Trace {
     /// A fresh VM at checkpoint `k` of `vm`, and how many inputs it has taken.
     pub fn machine_at_checkpoint(&self, vm: usize, k: usize) -> Result<(Machine, usize), TraceError> {
         let (file, ram) = self.checkpoint_state(vm, k)?;
-        let machine =
-            Machine::from_parts(self.vm_config(vm), &file.state, &ram).map_err(|e| self.vm_error(vm, e))?;
+        let machine = match self.spare(vm) {
+            Some(mut m) => {
+                m.restore_with_memory(&file.state, &ram)
+                    .map_err(|e| self.vm_error(vm, e))?;
+                m
+            }
+            None => Machine::from_parts(self.vm_config(vm), &file.state, &ram)
+                .map_err(|e| self.vm_error(vm, e))?,
+        };
         self.check_restored(vm, k, &machine)?;
         Ok((machine, file.inputs_consumed as usize))
+    }
+
+    /// Whether the checkpoints' state hashes are page-wise (meta `state_hash`).
+    pub(crate) fn paged_hash(&self) -> bool {
+        self.paged_hash
+    }
+
+    /// A machine of `vm` kept by [`Trace::recycle`], if there is one: the
+    /// caller restores a state into it (all of it, RAM included).
+    pub fn spare(&self, vm: usize) -> Option<Machine> {
+        let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        let i = spares.iter().position(|(v, _)| *v == vm)?;
+        Some(spares.swap_remove(i).1)
+    }
+
+    /// Keeps a machine of `vm` that is no longer needed, for the next restore
+    /// of that VM (searches and verification replay slice after slice).
+    /// Its breakpoints and logs are cleared; at most [`MAX_SPARES`] are
+    /// kept in all, since each holds its VM's memory.
+    pub fn recycle(&self, vm: usize, mut machine: Machine) {
+        machine.reset_aids();
+        let mut spares = self.spares.lock().unwrap_or_else(|p| p.into_inner());
+        if spares.len() >= MAX_SPARES {
+            spares.remove(0);
+        }
+        spares.push((vm, machine));
     }
 
     /// Checks a VM just restored from checkpoint `k` against the state hash

@@ -13,7 +13,7 @@ use vmrr_index::{CheckpointRow, EventKind, EventRow, FrameFate, VmId};
 use super::checkpoint::CheckpointFile;
 use super::codec::{describe, regenerable, same, RowEncoder};
 use super::open::Trace;
-use super::{TraceError, STATE_HASH_META, STATE_HASH_PAGED};
+use super::TraceError;
 
 /// Where a replay first disagreed with the recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,8 @@ impl Trace {
         if k + 2 == cps.len() {
             // Every other checkpoint is restored (and checked) as the start
             // of the next slice; the last one only here.
-            self.machine_at_checkpoint(vm, k + 1)?;
+            let (last, _) = self.machine_at_checkpoint(vm, k + 1)?;
+            self.recycle(vm, last);
         }
         let end_file = CheckpointFile::read(self.dir(), Path::new(&to.manifest), to.file_hash.as_deref())?;
         let limit = end_file.inputs_consumed as usize;
@@ -99,7 +100,7 @@ impl Trace {
         let recorded = self.recorded_rows(vm, from, to)?;
         let first_difference = first_difference(&recorded, &produced);
         let steps = machine.icount().saturating_sub(from.icount);
-        let hash = if self.index().meta(STATE_HASH_META)?.as_deref() == Some(STATE_HASH_PAGED) {
+        let hash = if self.paged_hash() {
             machine.paged_state_hash()
         } else {
             machine.state_hash()
@@ -138,6 +139,7 @@ impl Trace {
                 None => self.check_packets(vm, &sent)?,
             };
         }
+        self.recycle(vm, machine);
         Ok(result)
     }
 
