@@ -104,7 +104,7 @@ impl DenseCache {
             return Err(TraceError::Invalid(format!("VM {vm} has no checkpoint {k}")));
         };
         let mut cache = DenseCache::default();
-        let (machine, next) = cache.restore(trace, vm, at, trace.spare(vm))?;
+        let (machine, next) = cache.restore(trace, vm, at, None)?;
         Ok((cache, machine, next))
     }
 
@@ -142,22 +142,13 @@ impl DenseCache {
             (true, Some(machine)) => machine,
             (_, reuse) => {
                 // A new slice: restore its checkpoint in full and start over.
-                let (file, ram) = trace.checkpoint_state(vm, k)?;
-                let mut machine = match reuse {
-                    Some(mut m) => {
-                        m.restore_with_memory(&file.state, &ram)
-                            .map_err(|e| vm_err(trace, vm, e))?;
-                        m
-                    }
-                    None => Machine::from_parts(trace.vm_config(vm), &file.state, &ram)
-                        .map_err(|e| vm_err(trace, vm, e))?,
-                };
-                trace.check_restored(vm, k, &machine)?;
+                let restored = trace.restore_checkpoint(vm, k, reuse)?;
+                let mut machine = restored.machine;
                 self.slice = Some(k);
-                self.base_ram = ram;
+                self.base_ram = restored.ram;
                 self.snaps.clear();
                 self.live_dirty.clear();
-                let next = file.inputs_consumed as usize;
+                let next = restored.inputs_consumed;
                 self.snapshot(trace, vm, &mut machine, next)?;
                 machine
             }

@@ -23,6 +23,16 @@ pub struct Input {
     pub frame: Vec<u8>,
 }
 
+/// A checkpoint restored into a machine ([`Trace::restore_checkpoint`]).
+pub(crate) struct Restored {
+    /// The machine, standing at the checkpoint.
+    pub(crate) machine: Machine,
+    /// The inputs the VM had taken there.
+    pub(crate) inputs_consumed: usize,
+    /// Its memory as restored (what dense snapshots diff against).
+    pub(crate) ram: Vec<u8>,
+}
+
 /// Most machines a trace keeps for reuse (one per core of this host and
 /// one more: what a parallel search has in flight).
 pub const MAX_SPARES: usize = 3;
@@ -250,16 +260,25 @@ impl Trace {
             Ok(file)
         };
         let mut maps = self.page_maps[vm].lock().unwrap_or_else(|p| p.into_inner());
+        // The file of checkpoint k, if building the maps read it already.
+        let mut file_k = None;
         while maps.len() <= k {
             let i = maps.len();
             let file = read(&rows[i])?;
             let mut map = maps.last().cloned().unwrap_or_default();
             map.apply(&file);
             maps.push(map);
+            if i == k {
+                file_k = Some(file);
+            }
         }
         let map = maps[k].clone();
         drop(maps);
-        Ok((read(row)?, map))
+        let file = match file_k {
+            Some(file) => file,
+            None => read(row)?,
+        };
+        Ok((file, map))
     }
 
     /// The memory of `vm` at its checkpoint `k`, as a page map (a fork's
@@ -275,10 +294,25 @@ impl Trace {
         Ok((file, ram))
     }
 
-    /// A fresh VM at checkpoint `k` of `vm`, and how many inputs it has taken.
+    /// A VM at checkpoint `k` of `vm` (a kept machine restored into, or a
+    /// new one), and how many inputs it has taken.
     pub fn machine_at_checkpoint(&self, vm: usize, k: usize) -> Result<(Machine, usize), TraceError> {
-        let (file, ram) = self.checkpoint_state(vm, k)?;
-        let machine = match self.spare(vm) {
+        let restored = self.restore_checkpoint(vm, k, None)?;
+        Ok((restored.machine, restored.inputs_consumed))
+    }
+
+    /// Restores checkpoint `k` of `vm` into `reuse`, else a kept machine,
+    /// else a new one, and checks the state against the index's hash. The
+    /// checkpoint file is read once for all of it.
+    pub(crate) fn restore_checkpoint(
+        &self,
+        vm: usize,
+        k: usize,
+        reuse: Option<Machine>,
+    ) -> Result<Restored, TraceError> {
+        let (file, map) = self.checkpoint_with_map(vm, k)?;
+        let ram = map.materialise(&self.store, self.config.vms[vm].config.mem_bytes)?;
+        let machine = match reuse.or_else(|| self.spare(vm)) {
             Some(mut m) => {
                 m.restore_with_memory(&file.state, &ram)
                     .map_err(|e| self.vm_error(vm, e))?;
@@ -287,8 +321,12 @@ impl Trace {
             None => Machine::from_parts(self.vm_config(vm), &file.state, &ram)
                 .map_err(|e| self.vm_error(vm, e))?,
         };
-        self.check_restored(vm, k, &machine)?;
-        Ok((machine, file.inputs_consumed as usize))
+        self.check_restored(vm, k, &machine, &map)?;
+        Ok(Restored {
+            machine,
+            inputs_consumed: file.inputs_consumed as usize,
+            ram,
+        })
     }
 
     /// Whether the checkpoints' state hashes are page-wise (meta `state_hash`).
@@ -324,7 +362,13 @@ impl Trace {
     /// since they exist): the pages' own hashes stand for RAM, so the check
     /// costs the engine state's serialisation, not a pass over RAM. Older
     /// traces are checked by `replay --verify` only.
-    pub(crate) fn check_restored(&self, vm: usize, k: usize, machine: &Machine) -> Result<(), TraceError> {
+    fn check_restored(
+        &self,
+        vm: usize,
+        k: usize,
+        machine: &Machine,
+        map: &PageMap,
+    ) -> Result<(), TraceError> {
         if !self.paged_hash {
             return Ok(());
         }
@@ -332,7 +376,6 @@ impl Trace {
             return Ok(());
         };
         let engine = machine.engine_state().map_err(|e| self.vm_error(vm, e))?;
-        let map = self.page_map(vm, k)?;
         let pages = map.0.iter().map(|(i, h)| (*i, h.as_str()));
         let hash = vmrr_backend::state::hex(&vmrr_backend::state::paged_state_hash(&engine, pages));
         if hash != row.state_hash {
