@@ -164,19 +164,21 @@ fn main() {
             .reported(),
         );
     };
-    // Positions: the first tock, and the end.
-    let first_tock = {
+    // The icount of the first call of `name`, from the start.
+    let first_hit = |s: &mut Session, name: &str| {
         s.goto(0, 0).unwrap_or_else(|e| fail(e));
-        s.add_breakpoint(bp(sym("tock")));
+        s.add_breakpoint(bp(sym(name)));
         let StopReason::Hit(h) = s
             .continue_(Scope::Vm(0), Direction::Forward, &|_| {})
             .unwrap_or_else(|e| fail(e))
         else {
-            fail("no tock")
+            fail(format!("no {name}"))
         };
-        s.remove_breakpoint(bp(sym("tock")));
+        s.remove_breakpoint(bp(sym(name)));
         h.pos.icount
     };
+    // Positions: the first tock, and the end.
+    let first_tock = first_hit(&mut s, "tock");
     // Three eighths in: between tocks, away from the long call in the middle.
     let mid_tock = end * 3 / 8 + 7_000;
     cont(
@@ -223,18 +225,7 @@ fn main() {
     );
 
     // The last write of `rare`, from three quarters in: about 15 M steps back.
-    let three = {
-        s.goto(0, 0).unwrap_or_else(|e| fail(e));
-        s.add_breakpoint(bp(sym("three_quarters")));
-        let StopReason::Hit(h) = s
-            .continue_(Scope::Vm(0), Direction::Forward, &|_| {})
-            .unwrap_or_else(|e| fail(e))
-        else {
-            fail("no three_quarters")
-        };
-        s.remove_breakpoint(bp(sym("three_quarters")));
-        h.pos.icount
-    };
+    let three = first_hit(&mut s, "three_quarters");
     let wp = Watchpoint {
         addr: sym("rare"),
         len: 8,
